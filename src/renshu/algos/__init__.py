@@ -1,0 +1,52 @@
+"""Algorithms by name, and per-environment presets of their configs."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+ALGORITHMS: dict[str, str] = {
+    "ppo": "renshu.algos.ppo:PPO",
+    "a2c": "renshu.algos.a2c:A2C",
+}
+
+# Config values that suit a given environment better than the generic defaults.
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("ppo", "cartpole"): dict(
+        num_envs=8, num_steps=32, learning_rate=1e-3, gamma=0.98, gae_lambda=0.8,
+        num_minibatches=1, update_epochs=20, ent_coef=0.0, clip_coef=0.2,
+    ),
+    ("ppo", "CartPole-v1"): dict(
+        num_envs=8, num_steps=32, learning_rate=1e-3, gamma=0.98, gae_lambda=0.8,
+        num_minibatches=1, update_epochs=20, ent_coef=0.0, clip_coef=0.2,
+    ),
+    ("ppo", "game2048"): dict(
+        num_envs=256, num_steps=64, learning_rate=3e-4, gamma=0.99, gae_lambda=0.9,
+        num_minibatches=8, update_epochs=3, ent_coef=0.005, hidden=(256, 256),
+        activation="relu", shared_torso=True, reward_scale=0.01,
+    ),
+}  # fmt: skip
+
+# Default step budgets when neither --steps nor --minutes is given.
+DEFAULT_STEPS: dict[str, int] = {"cartpole": 200_000, "CartPole-v1": 200_000, "game2048": 3_000_000}
+
+
+def algorithm_names() -> list[str]:
+    return sorted(ALGORITHMS)
+
+
+def get_algorithm(name: str):
+    """The algorithm class for ``name`` or a ValueError listing the valid names."""
+    if name not in ALGORITHMS:
+        close = difflib.get_close_matches(name, ALGORITHMS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown algorithm {name!r}.{hint} Valid algorithms: {', '.join(algorithm_names())}"
+        )
+    module, cls = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def preset(algo: str, env: str) -> dict[str, Any]:
+    return dict(PRESETS.get((algo, env), {}))

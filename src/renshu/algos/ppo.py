@@ -1,0 +1,240 @@
+"""Proximal Policy Optimization (clipped surrogate) over batched TensorEnvs.
+
+One ``update()`` = collect ``num_steps x num_envs`` transitions with the current policy, compute
+GAE(lambda) advantages per env along time (bootstrapping on truncation from the final
+observation's value, not on termination), then ``update_epochs`` passes of shuffled minibatches
+minimising
+
+    L = -min(r A, clip(r, 1 - eps, 1 + eps) A) + vf_coef * L_V - ent_coef * H
+
+with ``r = pi(a|s) / pi_old(a|s)``, optional value clipping, gradient-norm clipping, linear
+learning-rate annealing and an optional early stop when the approximate KL exceeds ``target_kl``.
+Illegal actions (``info["action_mask"]``) get a logit of -1e8, so they are never sampled and
+carry no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from renshu.config import check
+from renshu.core.policy import (
+    ActorCritic,
+    explained_variance,
+    log_prob_entropy,
+    masked_logits,
+    sample,
+)
+from renshu.core.returns import gae, normalize
+from renshu.core.rollout import RolloutCollector
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    num_envs: int = 8
+    """number of environments stepped in parallel"""
+    num_steps: int = 128
+    """steps per environment in each rollout"""
+    learning_rate: float = 2.5e-4
+    """Adam learning rate"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over the run's budget"""
+    gamma: float = 0.99
+    """discount factor"""
+    reward_scale: float = 1.0
+    """rewards are multiplied by this for learning (logged returns stay unscaled)"""
+    gae_lambda: float = 0.95
+    """lambda of generalised advantage estimation"""
+    num_minibatches: int = 4
+    """minibatches per epoch (minibatch size = num_envs * num_steps / num_minibatches)"""
+    update_epochs: int = 4
+    """passes over each rollout"""
+    norm_adv: bool = True
+    """normalise advantages within each minibatch"""
+    clip_coef: float = 0.2
+    """surrogate clipping epsilon"""
+    clip_vloss: bool = True
+    """clip the value loss around the old values"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """gradient norm clipping threshold"""
+    target_kl: float | None = None
+    """stop the epochs early when the approximate KL exceeds this (None: never)"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the actor and critic torsos"""
+    activation: str = "tanh"
+    """activation of the hidden layers: tanh or relu"""
+    shared_torso: bool = False
+    """actor and critic share one torso"""
+
+    def __post_init__(self):
+        check(self.num_envs >= 1, "num_envs", "must be >= 1", self.num_envs)
+        check(self.num_steps >= 1, "num_steps", "must be >= 1", self.num_steps)
+        check(self.learning_rate > 0, "learning_rate", "must be > 0", self.learning_rate)
+        check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
+        check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
+        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
+        check(self.num_minibatches >= 1, "num_minibatches", "must be >= 1", self.num_minibatches)
+        check(
+            self.num_envs * self.num_steps % self.num_minibatches == 0,
+            "num_minibatches",
+            f"must divide num_envs * num_steps = {self.num_envs * self.num_steps}",
+            self.num_minibatches,
+        )
+        check(self.update_epochs >= 1, "update_epochs", "must be >= 1", self.update_epochs)
+        check(self.clip_coef > 0, "clip_coef", "must be > 0", self.clip_coef)
+        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
+        check(
+            self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0", self.target_kl
+        )
+        check(len(self.hidden) >= 1, "hidden", "needs at least one layer size", self.hidden)
+        check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
+
+
+class PPO:
+    config_class = PPOConfig
+
+    def __init__(self, env, config: PPOConfig, seed: int = 0):
+        self.env = env
+        self.config = config
+        self.device = env.device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        torch.manual_seed(seed)  # network initialisation
+        self.policy = ActorCritic(
+            env.observation_space,
+            env.num_actions,
+            config.hidden,
+            config.activation,
+            config.shared_torso,
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=config.learning_rate, eps=1e-5
+        )
+        self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
+        self.progress = 0.0  # fraction of the run's budget used, set by the runner
+        self.env_steps = 0
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.config.num_steps * self.env.num_envs
+
+    def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None, deterministic=True):
+        with torch.no_grad():
+            logits = masked_logits(self.policy.logits(obs), mask)
+        if deterministic:
+            return logits.argmax(-1)
+
+        return sample(logits, self.generator)
+
+    def action_probs(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(masked_logits(self.policy.logits(obs), mask), -1)
+
+    def update(self) -> dict:
+        cfg = self.config
+        lr = cfg.learning_rate * (1.0 - self.progress) if cfg.anneal_lr else cfg.learning_rate
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        ro = self.collector.collect(self.policy)
+        self.env_steps += self.steps_per_update
+        advantages, returns = gae(
+            ro.rewards * cfg.reward_scale, ro.values, ro.terminated, ro.truncated, ro.next_value,
+            cfg.gamma, cfg.gae_lambda, ro.final_values,
+        )  # fmt: skip
+
+        b_obs = ro.obs.flatten(0, 1)
+        b_masks = ro.masks.flatten(0, 1)
+        b_actions = ro.actions.flatten()
+        b_logprobs = ro.logprobs.flatten()
+        b_adv = advantages.flatten()
+        b_returns = returns.flatten()
+        b_values = ro.values.flatten()
+        batch = b_actions.shape[0]
+        mb_size = batch // cfg.num_minibatches
+
+        sums = torch.zeros(6, device=self.device)  # pg, v, entropy, kl, clipfrac, count
+        epochs = 0
+        for _ in range(cfg.update_epochs):
+            epochs += 1
+            perm = torch.randperm(batch, generator=self.generator, device=self.device)
+            kl_epoch = torch.zeros((), device=self.device)
+            for start in range(0, batch, mb_size):
+                idx = perm[start : start + mb_size]
+                logits, value = self.policy(b_obs[idx])
+                newlogp, entropy = log_prob_entropy(
+                    masked_logits(logits, b_masks[idx]), b_actions[idx]
+                )
+                logratio = newlogp - b_logprobs[idx]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+                adv = b_adv[idx]
+                if cfg.norm_adv:
+                    adv = normalize(adv)
+                pg_loss = torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                ).mean()
+                if cfg.clip_vloss:
+                    v_clipped = b_values[idx] + (value - b_values[idx]).clamp(
+                        -cfg.clip_coef, cfg.clip_coef
+                    )
+                    v_loss = (
+                        0.5
+                        * torch.max(
+                            (value - b_returns[idx]) ** 2, (v_clipped - b_returns[idx]) ** 2
+                        ).mean()
+                    )
+                else:
+                    v_loss = 0.5 * ((value - b_returns[idx]) ** 2).mean()
+                ent = entropy.mean()
+                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                kl_epoch = approx_kl
+                sums += torch.stack(
+                    [pg_loss.detach(), v_loss.detach(), ent.detach(), approx_kl, clipfrac,
+                     torch.ones((), device=self.device)]
+                )  # fmt: skip
+            if cfg.target_kl is not None and float(kl_epoch) > cfg.target_kl:
+                break
+
+        pg, v, ent, kl, cf, n = (sums / sums[5]).tolist()
+        return {
+            "loss/policy": pg,
+            "loss/value": v,
+            "loss/entropy": ent,
+            "train/approx_kl": kl,
+            "train/clipfrac": cf,
+            "train/epochs": epochs,
+            "train/learning_rate": lr,
+            "train/explained_variance": explained_variance(b_values, b_returns),
+            "episodes": ro.episodes,
+        }
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "collector": self.collector.state_dict(),
+            "env_steps": self.env_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.collector.load_state_dict(state["collector"])
+        self.env_steps = int(state["env_steps"])

@@ -1,0 +1,148 @@
+"""Frozen dataclass configs: field docstrings, validation, CLI flags and JSON round-trips.
+
+An algorithm's config is a frozen ``@dataclass`` whose fields carry a docstring right below
+them (an attribute docstring). Those docstrings become the ``--help`` text of the CLI flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from typing import Any
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` read from the attribute docstrings in ``cls``'s source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """(scalar type, optional) for e.g. ``float``, ``int | None``, ``tuple[int, ...]``."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"typing": typing})  # noqa: S307 (our own annotations)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        base, _ = _base_type(args[0])
+        return base, True
+    if origin is tuple:
+        return tuple, False
+    return annotation, False
+
+
+def _parse_value(text: str, base: type, optional: bool, name: str) -> Any:
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if base is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is tuple:
+            return tuple(int(x) for x in text.replace(",", " ").split())
+        return base(text)
+    except ValueError:
+        raise ValueError(
+            f"config field {name!r}: cannot read {text!r} as {base.__name__}"
+        ) from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add one ``--field-name`` flag per config field (help from the field docstring)."""
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} (config fields)")
+    for f in dataclasses.fields(cls):
+        base, optional = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + prefix + f.name.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            flag,
+            dest=f"cfg_{f.name}",
+            default=None,
+            metavar=base.__name__.upper() if base is not tuple else "N,N",
+            help=f"{docs.get(f.name, '')} (default: {shown})",
+        )
+
+
+def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The config values given on the command line, parsed to their field types."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        text = getattr(args, f"cfg_{f.name}", None)
+        if text is not None:
+            base, optional = _base_type(hints[f.name])
+            out[f.name] = _parse_value(str(text), base, optional, f.name)
+    return out
+
+
+def coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Check names and types of ``values`` (e.g. from a JSON/TOML config file) for ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown config field(s) {unknown} for {cls.__name__}; valid fields: "
+            + ", ".join(sorted(names))
+        )
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name, value in values.items():
+        base, optional = _base_type(hints[name])
+        if value is None and optional:
+            out[name] = None
+        elif base is tuple and isinstance(value, (list, tuple)):
+            out[name] = tuple(int(v) for v in value)
+        elif base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif isinstance(value, base) and not (base is int and isinstance(value, bool)):
+            out[name] = value
+        elif isinstance(value, str):
+            out[name] = _parse_value(value, base, optional, name)
+        else:
+            raise ValueError(
+                f"config field {name!r}: expected {base.__name__}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+    return out
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+def check(condition: bool, name: str, why: str, value: Any) -> None:
+    """Raise ``ValueError("config field 'name' = value: why")`` unless ``condition``."""
+    if not condition:
+        raise ValueError(f"config field {name!r} = {value!r}: {why}")

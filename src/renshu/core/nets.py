@@ -1,0 +1,104 @@
+"""Network building blocks chosen from an observation space.
+
+``make_torso(space)`` returns a module mapping a batch of observations (as the env returns them:
+uint8 2048 exponents, float vectors, uint8 image stacks) to a flat feature vector, and its size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights with ``gain`` and constant bias (the usual policy-gradient init)."""
+    if isinstance(layer, (nn.Linear, nn.Conv2d)):
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(sizes: list[int], activation: str = "tanh", last_activation: bool = True) -> nn.Sequential:
+    act = ACTIVATIONS[activation]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(layer_init(nn.Linear(a, b)))
+        if last_activation or i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class Board2048Torso(nn.Module):
+    """uint8 exponents ``[B, 4, 4]`` -> features.
+
+    Each cell's exponent is embedded (the same as a linear layer over 16 one-hot planes), then
+    the 16 cell embeddings go through an MLP.
+    """
+
+    def __init__(
+        self, hidden: tuple[int, ...] = (256, 256), embed_dim: int = 16, activation="relu"
+    ):
+        super().__init__()
+        self.embed = nn.Embedding(16, embed_dim)
+        self.body = mlp([16 * embed_dim, *hidden], activation)
+        self.out_dim = hidden[-1]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.embed(obs.reshape(obs.shape[0], 16).long())
+        return self.body(x.flatten(1))
+
+
+class MLPTorso(nn.Module):
+    """Float vectors (any shape, flattened) -> features."""
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh"):
+        super().__init__()
+        self.body = mlp([in_dim, *hidden], activation)
+        self.out_dim = hidden[-1]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.body(obs.reshape(obs.shape[0], -1).float())
+
+
+class NatureCNN(nn.Module):
+    """uint8 frame stacks ``[B, C, 84, 84]`` -> 512 features (the DQN Nature network)."""
+
+    def __init__(self, channels: int = 4, out_dim: int = 512):
+        super().__init__()
+        self.body = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, out_dim)),
+            nn.ReLU(),
+        )
+        self.out_dim = out_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.body(obs.float() / 255.0)
+
+
+def make_torso(
+    space: gym.Space, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh"
+) -> nn.Module:
+    """Pick a torso for one env's observation space (the module has ``out_dim``)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"unsupported observation space {space}; renshu nets take Box spaces")
+    shape = space.shape
+    if shape == (4, 4) and space.dtype == np.uint8:
+        return Board2048Torso(hidden, activation=activation)
+    if len(shape) == 3 and space.dtype == np.uint8 and shape[1:] == (84, 84):
+        return NatureCNN(shape[0])
+    return MLPTorso(int(np.prod(shape)), hidden, activation)

@@ -1,0 +1,79 @@
+"""Discrete actor-critic policies with action masks, and sampling from an explicit generator."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from renshu.core.nets import layer_init, make_torso
+
+# Logit given to illegal actions: far below any real logit, yet finite so that
+# probability * log-probability stays 0 (not NaN) in the entropy.
+MASKED_LOGIT = -1e8
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask, MASKED_LOGIT)
+
+
+def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Categorical sample per row by the Gumbel-max trick (reproducible with ``generator``)."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0)))
+    return (logits + gumbel).argmax(dim=-1)
+
+
+def log_prob_entropy(
+    logits: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of ``actions`` and the entropy of each row's distribution."""
+    logp = torch.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy
+
+
+class ActorCritic(nn.Module):
+    """Policy logits and state value, with separate or shared torsos."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        num_actions: int,
+        hidden: tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        shared_torso: bool = False,
+    ):
+        super().__init__()
+        self.actor_torso = make_torso(observation_space, hidden, activation)
+        self.critic_torso = (
+            self.actor_torso if shared_torso else make_torso(observation_space, hidden, activation)
+        )
+        self.shared = shared_torso
+        self.actor_head = layer_init(nn.Linear(self.actor_torso.out_dim, num_actions), gain=0.01)
+        self.critic_head = layer_init(nn.Linear(self.critic_torso.out_dim, 1), gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [B, A], value [B])``."""
+        h = self.actor_torso(obs)
+        c = h if self.shared else self.critic_torso(obs)
+        return self.actor_head(h), self.critic_head(c).squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic_head(self.critic_torso(obs)).squeeze(-1)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor_head(self.actor_torso(obs))
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    var = target.var()
+    return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
+
+
+__all__ = ["ActorCritic", "masked_logits", "sample", "log_prob_entropy", "explained_variance"]
+_ = math

@@ -1,0 +1,94 @@
+"""Returns and advantages as pure functions over ``[T, N]`` rollouts (time first, envs second).
+
+Conventions for a rollout collected from a TensorEnv with auto-reset:
+
+* ``rewards[t]``, ``values[t]`` belong to the observation seen at step ``t``.
+* ``terminated[t]`` / ``truncated[t]``: the episode ended *after* the action at step ``t``.
+  A terminated episode has no future (bootstrap 0); a truncated one was cut by a time limit and
+  bootstraps from ``final_values[t]``, the value of its last real observation
+  (``info["final_obs"]``), not from the next row, which already belongs to a new episode.
+* ``next_value``: the value of the observation that follows the last step (``[N]``).
+
+The loops run over time only and are vectorised over envs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _bootstrap(
+    values_next: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    final_values: torch.Tensor | None,
+) -> torch.Tensor:
+    """The value to bootstrap from after each step.
+
+    0 after termination; ``final_values`` after truncation (0 when they are not given, which
+    treats a time limit like a termination); the next row's value otherwise.
+    """
+    ended = terminated | truncated
+    at_end = torch.zeros_like(values_next)
+    if final_values is not None:
+        at_end = torch.where(terminated, at_end, final_values)
+    return torch.where(ended, at_end, values_next)
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+    final_values: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation. Returns ``(advantages, returns)``, both ``[T, N]``.
+
+    ``delta_t = r_t + gamma * boot_t - V_t`` with ``boot_t`` from :func:`_bootstrap`, and
+    ``A_t = delta_t + gamma * lam * A_{t+1}`` where the recursion stops at every episode end
+    (terminated or truncated). ``returns = advantages + values`` (the value targets).
+    """
+    T = rewards.shape[0]
+    values_next = torch.cat([values[1:], next_value.unsqueeze(0)], dim=0)
+    boot = _bootstrap(values_next, terminated, truncated, final_values)
+    deltas = rewards + gamma * boot - values
+    carry = (~(terminated | truncated)).to(values.dtype) * (gamma * lam)
+    advantages = torch.empty_like(values)
+    last = torch.zeros_like(next_value)
+    for t in range(T - 1, -1, -1):
+        last = deltas[t] + carry[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def discounted_returns(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    final_values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """n-step bootstrapped returns over the rollout (A2C): ``G_t = r_t + gamma * G_{t+1}``.
+
+    ``G_T`` is ``next_value``; at an episode end the recursion restarts from 0 (terminated) or
+    from the final observation's value (truncated; 0 when ``final_values`` is None).
+    """
+    T = rewards.shape[0]
+    values_next = torch.zeros_like(rewards)  # only the ends matter; the recursion fills the rest
+    boot = _bootstrap(values_next, terminated, truncated, final_values)
+    ended = terminated | truncated
+    out = torch.empty_like(rewards)
+    running = next_value.clone()
+    for t in range(T - 1, -1, -1):
+        running = rewards[t] + gamma * torch.where(ended[t], boot[t], running)
+        out[t] = running
+    return out
+
+
+def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean, unit (population) standard deviation."""
+    return (x - x.mean()) / (x.std(unbiased=False) + eps)

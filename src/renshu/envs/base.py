@@ -1,0 +1,306 @@
+"""The TensorEnv protocol and the FunctionalEnv adapter.
+
+Every algorithm in renshu consumes a :class:`TensorEnv`: a batch of ``num_envs`` environments
+whose ``reset``/``step`` take and return tensors. Native games are written as pure functions over
+batched tensors (a :class:`FunctionalGame`) and turned into a TensorEnv by :class:`FunctionalEnv`,
+which adds auto-reset, step-limit truncation, finished-episode statistics and action masks.
+
+Conventions shared by every TensorEnv:
+
+* ``reset(seed) -> (obs, info)`` and ``step(actions) -> (obs, reward, terminated, truncated,
+  info)``; all values are tensors with a leading ``num_envs`` dimension, on ``env.device``.
+* Auto-reset happens inside ``step``: where an episode ended, the returned ``obs`` is already the
+  first observation of the next episode, and ``info["final_obs"]`` holds the last observation of
+  the finished one (needed to bootstrap on truncation).
+* ``info["action_mask"]`` (bool ``[num_envs, num_actions]``) marks legal actions of the returned
+  observation.
+* ``info["episode"]`` maps ``"return"``, ``"length"`` and game extras (``"score"``, ``"max_tile"``,
+  ...) to ``[num_envs]`` tensors that are meaningful where ``info["done"]`` is true.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import gymnasium as gym
+import torch
+
+S = TypeVar("S")
+
+
+@runtime_checkable
+class TensorEnv(Protocol):
+    """A batch of environments stepped with tensors (see the module docstring)."""
+
+    num_envs: int
+    device: torch.device
+    num_actions: int
+    observation_space: gym.Space  # one env's observation space
+    action_space: gym.Space  # one env's action space
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]: ...
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class FunctionalGame(Protocol[S]):
+    """A game as pure batched functions; ``S`` is a dataclass of tensors ``[n, ...]``."""
+
+    name: str
+    num_actions: int
+    observation_space: gym.Space
+
+    def init(self, n: int, generator: torch.Generator) -> S: ...
+
+    def step(
+        self, state: S, action: torch.Tensor, generator: torch.Generator
+    ) -> tuple[S, torch.Tensor, torch.Tensor]: ...
+
+    def observe(self, state: S) -> torch.Tensor: ...
+
+    def legal_actions(self, state: S) -> torch.Tensor: ...
+
+    def episode_extras(self, state: S) -> dict[str, torch.Tensor]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# State helpers: a state is a dataclass of tensors that share their first (batch) dimension.
+
+
+def _map_state(fn, *states):
+    first = states[0]
+    values = {f.name: fn(*(getattr(s, f.name) for s in states)) for f in dataclasses.fields(first)}
+    return dataclasses.replace(first, **values)
+
+
+def state_where(mask: torch.Tensor, a: S, b: S) -> S:
+    """Element-wise select: rows of ``a`` where ``mask`` is true, else rows of ``b``."""
+
+    def pick(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        m = mask.view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(m, x, y)
+
+    return _map_state(pick, a, b)
+
+
+def state_index(state: S, index: torch.Tensor | slice | int) -> S:
+    """Rows ``index`` of every field (an int keeps the batch dimension)."""
+    if isinstance(index, int):
+        index = slice(index, index + 1)
+    return _map_state(lambda x: x[index], state)
+
+
+def state_repeat(state: S, repeats: int) -> S:
+    """Repeat every row ``repeats`` times in place (``[a, b] -> [a, a, b, b]``)."""
+    return _map_state(lambda x: x.repeat_interleave(repeats, dim=0), state)
+
+
+def state_scatter(state: S, index: torch.Tensor, rows: S) -> S:
+    """A copy of ``state`` whose rows ``index`` are replaced by the rows of ``rows``."""
+    return _map_state(lambda x, y: x.index_put((index,), y), state, rows)
+
+
+def state_to(state: S, device: torch.device | str) -> S:
+    return _map_state(lambda x: x.to(device), state)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks shared by every TensorEnv.
+
+
+def check_seed(seed: Any) -> int | None:
+    """Return ``seed`` as an int (or None), refusing anything that is not a whole number."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return seed
+
+
+def check_actions(
+    actions: Any, num_envs: int, num_actions: int, device: torch.device
+) -> torch.Tensor:
+    """Validate a batch of discrete actions and return it as an int64 tensor on ``device``."""
+    if not isinstance(actions, torch.Tensor):
+        try:
+            actions = torch.as_tensor(actions)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"actions must be an integer tensor of shape ({num_envs},), got {type(actions)}"
+            ) from e
+    if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
+        raise ValueError(
+            f"actions must have an integer dtype (e.g. torch.int64), got {actions.dtype}"
+        )
+    if actions.shape != (num_envs,):
+        raise ValueError(
+            f"actions must have shape ({num_envs},) (one action per env), "
+            f"got {tuple(actions.shape)}"
+        )
+    actions = actions.to(device=device, dtype=torch.int64)
+    bad = (actions < 0) | (actions >= num_actions)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"actions must lie in [0, {num_actions - 1}]; env {i} got {int(actions[i])}"
+        )
+    return actions
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None picks CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class FunctionalEnv:
+    """Turns a :class:`FunctionalGame` into a :class:`TensorEnv`.
+
+    Adds auto-reset, truncation after ``max_episode_steps`` (None: never), per-env running
+    episode return and length, and the finished-episode statistics of ``info["episode"]``.
+    All work is tensor ops on ``device``; nothing synchronises with the host except the optional
+    action check (``check=False`` skips it).
+    """
+
+    def __init__(
+        self,
+        game: FunctionalGame,
+        num_envs: int = 1,
+        device: str | torch.device | None = "cpu",
+        max_episode_steps: int | None = None,
+        seed: int | None = None,
+        check: bool = True,
+    ):
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        self.game = game
+        self.num_envs = num_envs
+        self.device = resolve_device(device)
+        self.max_episode_steps = max_episode_steps
+        self.num_actions = game.num_actions
+        self.observation_space = game.observation_space
+        self.action_space = gym.spaces.Discrete(game.num_actions)
+        self.check = check
+        # CPU: auto-reset touches only the finished rows (needs a host sync, free on CPU);
+        # elsewhere: a sync-free full-batch select.
+        self.sync_free = self.device.type != "cpu"
+        self._seed = check_seed(seed)
+        self.generator = make_generator(self.device, self._seed)
+        self.state = None
+
+    def __repr__(self) -> str:
+        return (
+            f"FunctionalEnv({self.game.name}, num_envs={self.num_envs}, device={self.device}, "
+            f"max_episode_steps={self.max_episode_steps})"
+        )
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        seed = check_seed(seed)
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self.state = self.game.init(self.num_envs, self.generator)
+        self._blank_extras = {
+            k: torch.zeros_like(v) for k, v in self.game.episode_extras(self.state).items()
+        }
+        self.episode_return = torch.zeros(self.num_envs, device=self.device)
+        self.episode_length = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        obs = self.game.observe(self.state)
+        return obs, {"action_mask": self.game.legal_actions(self.state)}
+
+    def step(self, actions: torch.Tensor):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.check:
+            actions = check_actions(actions, self.num_envs, self.num_actions, self.device)
+        state, reward, terminated = self.game.step(self.state, actions, self.generator)
+        self.episode_return = self.episode_return + reward
+        self.episode_length = self.episode_length + 1
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = (self.episode_length >= self.max_episode_steps) & ~terminated
+        done = terminated | truncated
+
+        final_obs = self.game.observe(state)
+        episode = {"return": self.episode_return, "length": self.episode_length}
+        if self.sync_free:
+            # Accelerators: fresh games for every row, kept where an episode ended (no host sync).
+            episode.update(self.game.episode_extras(state))
+            fresh = self.game.init(self.num_envs, self.generator)
+            self.state = state_where(done, fresh, state)
+            obs = self.game.observe(self.state)
+        else:
+            # CPU, where a host sync costs nothing: work only on the rows that ended.
+            ended = done.nonzero().squeeze(1)
+            if ended.numel() == 0:
+                episode.update(self._blank_extras)
+                self.state, obs = state, final_obs
+            else:
+                extras = self.game.episode_extras(state_index(state, ended))
+                episode.update(
+                    {k: self._blank_extras[k].index_put((ended,), v) for k, v in extras.items()}
+                )
+                fresh = self.game.init(ended.numel(), self.generator)
+                self.state = state_scatter(state, ended, fresh)
+                obs = final_obs.index_put((ended,), self.game.observe(fresh))
+        keep = ~done
+        self.episode_return = self.episode_return * keep
+        self.episode_length = self.episode_length * keep
+        info = {
+            "action_mask": self.game.legal_actions(self.state),
+            "final_obs": final_obs,
+            "done": done,
+            "episode": episode,
+        }
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.state = None
+
+    # -- checkpoints: everything needed to continue the very same games ----------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.state is None:
+            raise RuntimeError("call reset() before state_dict()")
+        return {
+            "state": {f.name: getattr(self.state, f.name) for f in dataclasses.fields(self.state)},
+            "episode_return": self.episode_return,
+            "episode_length": self.episode_length,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        if self.state is None:
+            self.reset()
+        fields = {k: v.to(self.device) for k, v in d["state"].items()}
+        self.state = dataclasses.replace(self.state, **fields)
+        self.episode_return = d["episode_return"].to(self.device)
+        self.episode_length = d["episode_length"].to(self.device)
+        self.generator.set_state(d["generator"])

@@ -1,0 +1,401 @@
+"""The one training loop: budget, progress bar, metrics, evaluation, checkpoints, plots, GIF.
+
+Algorithms do the math (``update()``); everything with side effects happens here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from renshu import algos
+from renshu.config import coerce, to_dict
+from renshu.envs.base import check_seed, resolve_device
+from renshu.envs.registry import make_env
+from renshu.runner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from renshu.runner.evaluate import evaluate, summarize
+
+CONFIG_FILE = "config.json"
+LATEST = "checkpoints/latest.pt"
+
+
+@dataclass
+class RunSpec:
+    """What a run is: everything in ``config.json`` besides the algorithm's config."""
+
+    algo: str = "ppo"
+    env: str = "game2048"
+    env_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    steps: int | None = None
+    minutes: float | None = None
+    device: str = "auto"
+    target_return: float | None = None
+    eval_every: int | None = None
+    eval_episodes: int = 100
+    checkpoint_seconds: float = 120.0
+    animation: bool = True
+
+    def validate(self) -> None:
+        check_seed(self.seed)
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"--minutes must be > 0, got {self.minutes}")
+        if self.eval_episodes < 1:
+            raise ValueError(f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError(f"--eval-every must be >= 1, got {self.eval_every}")
+
+
+def default_run_dir(spec: RunSpec) -> Path:
+    env = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.env)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{spec.algo}-{env}-s{spec.seed}-{stamp}"
+
+
+def build(spec: RunSpec, algo_values: dict[str, Any]):
+    """(algo instance, its config) for a spec and explicit config values (preset underneath)."""
+    cls = algos.get_algorithm(spec.algo)
+    values = algos.preset(spec.algo, spec.env)
+    values.update(coerce(cls.config_class, algo_values))
+    config = cls.config_class(**values)
+    device = resolve_device(spec.device)
+    env = make_env(
+        spec.env, num_envs=config.num_envs, device=device, seed=spec.seed, **spec.env_options
+    )
+    return cls(env, config, seed=spec.seed), config
+
+
+def make_eval_env(spec: RunSpec, episodes: int, device):
+    num = min(episodes, 1024 if spec.env in ("game2048", "2048", "cartpole") else 16)
+    return make_env(spec.env, num_envs=num, device=device, seed=spec.seed, **spec.env_options)
+
+
+class Trainer:
+    """Runs one training job in ``run_dir`` (fresh or resumed)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        spec: RunSpec,
+        algo_values: dict[str, Any],
+        progress: bool = True,
+        stop_after_updates: int | None = None,
+    ):
+        from renshu.runner.logging import RunLogger
+
+        self.run_dir = Path(run_dir)
+        self.spec = spec
+        self.algo, self.config = build(spec, algo_values)
+        self.device = self.algo.device
+        self.progress_bar = progress
+        self.stop_after_updates = stop_after_updates
+        self.wall_offset = 0.0
+        self.updates = 0
+        self.evals = 0
+        self.recent = deque(maxlen=100)
+        self.target_reached: dict[str, float] | None = None
+        self.last_eval: dict | None = None
+        self.resume_step: int | None = None
+        self.logger_cls = RunLogger
+
+    # -- budget -----------------------------------------------------------------------------
+
+    def total_steps(self) -> int | None:
+        if self.spec.steps is not None:
+            return self.spec.steps
+        if self.spec.minutes is not None:
+            return None
+        return algos.DEFAULT_STEPS.get(self.spec.env, 1_000_000)
+
+    def fraction_done(self, wall: float) -> float:
+        parts = []
+        total = self.total_steps()
+        if total is not None:
+            parts.append(self.algo.env_steps / total)
+        if self.spec.minutes is not None:
+            parts.append(wall / (60.0 * self.spec.minutes))
+        return min(1.0, max(parts))
+
+    def eval_interval(self) -> int:
+        if self.spec.eval_every is not None:
+            return self.spec.eval_every
+        total = self.total_steps()
+        return max(self.algo.steps_per_update, (total or 1_000_000) // 10)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save(self, wall: float) -> None:
+        save_checkpoint(
+            self.run_dir / LATEST,
+            {
+                "algo": self.spec.algo,
+                "env": self.spec.env,
+                "algo_state": self.algo.state_dict(),
+                "env_state": self.algo.env.state_dict()
+                if hasattr(self.algo.env, "state_dict")
+                else {},
+                "runner": {
+                    "wall_seconds": wall,
+                    "updates": self.updates,
+                    "evals": self.evals,
+                    "recent": list(self.recent),
+                    "target_reached": self.target_reached,
+                    "last_eval": json.dumps(self.last_eval),
+                },
+            },
+        )
+
+    def restore(self, data: dict) -> None:
+        if data.get("algo") != self.spec.algo or data.get("env") != self.spec.env:
+            raise CheckpointError(
+                f"checkpoint is for {data.get('algo')} on {data.get('env')}, "
+                f"but this run is {self.spec.algo} on {self.spec.env}"
+            )
+        try:
+            self.algo.load_state_dict(data["algo_state"])
+            if data.get("env_state"):
+                self.algo.env.load_state_dict(data["env_state"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(
+                f"checkpoint does not match this run's configuration: {e}"
+            ) from None
+        r = data["runner"]
+        self.wall_offset = float(r["wall_seconds"])
+        self.updates = int(r["updates"])
+        self.evals = int(r["evals"])
+        self.recent.extend(r["recent"])
+        self.target_reached = r["target_reached"]
+        self.last_eval = json.loads(r["last_eval"])
+        self.resume_step = self.algo.env_steps
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run_eval(self) -> dict:
+        episodes = self.spec.eval_episodes
+        env = make_eval_env(self.spec, episodes, self.device)
+        stats = evaluate(
+            lambda o, m: self.algo.act(o, m, deterministic=True),
+            env,
+            episodes,
+            seed=self.spec.seed + 1_000_003 * (self.evals + 1),
+        )
+        self.evals += 1
+        return summarize(stats)
+
+    def train(self) -> dict:
+        logger = self.logger_cls(self.run_dir, resume_step=self.resume_step)
+        total = self.total_steps()
+        interval = self.eval_interval()
+        start = time.perf_counter() - self.wall_offset
+        bar = None
+        if self.progress_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=total, initial=self.algo.env_steps, unit="step", unit_scale=True,
+                dynamic_ncols=True, desc=f"{self.spec.algo} {self.spec.env}",
+            )  # fmt: skip
+        status = "finished"
+        last_ckpt = time.perf_counter()
+        try:
+            while True:
+                wall = time.perf_counter() - start
+                if self.fraction_done(wall) >= 1.0:
+                    break
+                self.algo.progress = self.fraction_done(wall)
+                before = self.algo.env_steps
+                metrics = self.algo.update()
+                self.updates += 1
+                episodes = metrics.pop("episodes")
+                steps = self.algo.env_steps
+                wall = time.perf_counter() - start
+                logger.log_episodes(steps, episodes)
+                if "return" in episodes and episodes["return"].numel():
+                    self.recent.extend(episodes["return"].tolist())
+                metrics["charts/steps_per_second"] = steps / max(wall, 1e-9)
+                if self.recent:
+                    metrics["charts/return_recent_mean"] = sum(self.recent) / len(self.recent)
+                if steps // interval > before // interval or (total is not None and steps >= total):
+                    ev = self.run_eval()
+                    self.last_eval = ev
+                    metrics["eval/mean_return"] = ev["mean_return"]
+                    metrics["eval/std_return"] = ev["std_return"]
+                    if "mean_score" in ev:
+                        metrics["eval/mean_score"] = ev["mean_score"]
+                    target = self.spec.target_return
+                    if (
+                        target is not None
+                        and ev["mean_return"] >= target
+                        and not self.target_reached
+                    ):
+                        self.target_reached = {"env_steps": steps, "wall_seconds": wall}
+                        logger.log_text(
+                            f"target return {target} reached at {steps} steps, {wall:.1f} s"
+                        )
+                logger.log_iteration(steps, wall, metrics)
+                if bar is not None:
+                    bar.update(steps - before)
+                    post = {"sps": f"{metrics['charts/steps_per_second']:,.0f}"}
+                    if self.recent:
+                        post["return"] = f"{metrics['charts/return_recent_mean']:.1f}"
+                    if self.last_eval:
+                        post["eval"] = f"{self.last_eval['mean_return']:.1f}"
+                    bar.set_postfix(post, refresh=False)
+                if self.target_reached and self.spec.target_return is not None:
+                    status = "target_reached"
+                    break
+                if time.perf_counter() - last_ckpt >= self.spec.checkpoint_seconds:
+                    self.save(wall)
+                    last_ckpt = time.perf_counter()
+                if self.stop_after_updates is not None and self.updates >= self.stop_after_updates:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            if bar is not None:
+                bar.close()
+        wall = time.perf_counter() - start
+        self.save(wall)
+        logger.log_text(f"{status} at {self.algo.env_steps} env steps, {wall:.1f} s")
+        logger.close()
+        summary = {
+            "status": status,
+            "env_steps": self.algo.env_steps,
+            "wall_seconds": wall,
+            "steps_per_second": self.algo.env_steps / max(wall, 1e-9),
+            "updates": self.updates,
+            "target_return": self.spec.target_return,
+            "target_reached_steps": (self.target_reached or {}).get("env_steps"),
+            "target_reached_seconds": (self.target_reached or {}).get("wall_seconds"),
+            "last_eval": self.last_eval,
+        }
+        _write_json(self.run_dir / "summary.json", summary)
+        if status != "interrupted":
+            self.finish()
+        return summary
+
+    def finish(self) -> None:
+        """Final artefacts: learning curve and an animation of the trained agent."""
+        from renshu.viz.plots import plot_learning_curve
+
+        plot_learning_curve(self.run_dir)
+        if self.spec.animation:
+            from renshu.runner.record import record_episode
+
+            try:
+                record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
+            except NotImplementedError:
+                pass
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def start_run(
+    spec: RunSpec,
+    algo_values: dict[str, Any],
+    run_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_updates: int | None = None,
+) -> tuple[Path, dict]:
+    """Start a fresh run; refuses an existing non-empty run directory unless ``overwrite``."""
+    spec.validate()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(spec)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"run directory {run_dir} already exists and is not empty; choose another "
+                f"--run-dir, continue it with --resume {run_dir}, or pass --overwrite to replace it"
+            )
+        shutil.rmtree(run_dir)
+    trainer = Trainer(run_dir, spec, algo_values, progress, stop_after_updates)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "renshu_version": _version(),
+        "algo": spec.algo,
+        "env": spec.env,
+        "run": dataclasses.asdict(spec),
+        "algo_config": to_dict(trainer.config),
+        "torch": torch.__version__,
+    }
+    _write_json(run_dir / CONFIG_FILE, config)
+    return run_dir, trainer.train()
+
+
+def load_run(run_dir: str | Path) -> tuple[RunSpec, dict[str, Any]]:
+    """(spec, algo config values) from a run directory's config.json, with clear errors."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a renshu run directory (no {CONFIG_FILE})")
+    try:
+        config = json.loads(path.read_text())
+        spec = RunSpec(**config["run"])
+        values = dict(config["algo_config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a valid renshu run config: {e}") from None
+    return spec, values
+
+
+def resume_run(
+    run_dir: str | Path,
+    steps: int | None = None,
+    progress: bool = True,
+    stop_after_updates: int | None = None,
+) -> dict:
+    """Continue a run from its latest checkpoint towards its budget (or a raised ``steps``)."""
+    run_dir = Path(run_dir)
+    spec, values = load_run(run_dir)
+    data = load_checkpoint(run_dir / LATEST)
+    if steps is not None:
+        if spec.steps is not None and steps < spec.steps:
+            raise ValueError(f"--steps {steps} is below the run's budget of {spec.steps} steps")
+        spec.steps = steps
+        config = json.loads((run_dir / CONFIG_FILE).read_text())
+        config["run"]["steps"] = steps
+        _write_json(run_dir / CONFIG_FILE, config)
+    trainer = Trainer(run_dir, spec, values, progress, stop_after_updates)
+    trainer.restore(data)
+    return trainer.train()
+
+
+def load_trained(run_dir: str | Path, device: str | None = None):
+    """(algo with the run's latest weights, spec) for evaluation and recording."""
+    spec, values = load_run(run_dir)
+    if device is not None:
+        spec.device = device
+    data = load_checkpoint(Path(run_dir) / LATEST)
+    algo, _ = build(spec, values)
+    if data.get("algo") != spec.algo:
+        raise CheckpointError(f"checkpoint in {run_dir} is for {data.get('algo')}, not {spec.algo}")
+    try:
+        algo.load_state_dict(data["algo_state"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint does not match the run's configuration: {e}") from None
+    return algo, spec
+
+
+def _version() -> str:
+    from renshu import __version__
+
+    return __version__
+
+
+_ = math
