@@ -6,9 +6,13 @@ of 4 tile values (0 for empty, else 2, 4, 8, ...). Actions: 0 left, 1 right, 2 u
 Rules: tiles slide toward the move direction; two equal neighbours (after sliding) merge into
 their sum, each tile at most once per move, the merge nearest the wall first; the reward is the
 sum of the merged tiles; two 32768 tiles do not merge (the cap).
+
+(Rows are memoised only to keep the property tests fast; the logic is the plain loop.)
 """
 
 from __future__ import annotations
+
+import functools
 
 CAP = 32768
 LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
@@ -18,6 +22,12 @@ Board = list[list[int]]
 
 def slide_row_left(row: list[int]) -> tuple[list[int], int]:
     """Slide one row of tile values to the left. Returns (new row, reward)."""
+    new, reward = _slide_left(tuple(row))
+    return list(new), reward
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _slide_left(row: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
     stack: list[int] = []
     merged: list[bool] = []  # merged[i]: stack[i] was created by a merge this move
     reward = 0
@@ -31,7 +41,7 @@ def slide_row_left(row: list[int]) -> tuple[list[int], int]:
         else:
             stack.append(value)
             merged.append(False)
-    return stack + [0] * (len(row) - len(stack)), reward
+    return tuple(stack) + (0,) * (len(row) - len(stack)), reward
 
 
 def _transpose(board: Board) -> Board:

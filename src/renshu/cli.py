@@ -116,46 +116,145 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    if args.run is not None:
-        raise ValueError(
-            "recording a trained run needs `renshu train` (not available in this version); "
-            "use --env ENV --policy random"
-        )
-    if args.policy != "random":
-        raise ValueError(f"unknown policy {args.policy!r}; valid: random")
-    from renshu.envs.base import make_generator
-    from renshu.envs.registry import NATIVE_ENVS, resolve_name
-    from renshu.envs.render import overlay_panel
-    from renshu.viz.animation import save_animation
+    from renshu.runner.record import random_policy, record, record_episode
 
-    spec = NATIVE_ENVS[resolve_name(args.env)]
-    game = spec.make_game()
-    generator = make_generator(torch.device("cpu"), args.seed)
-    state = game.init(1, generator)
-    names = getattr(game, "action_meanings", tuple(str(a) for a in range(game.num_actions)))
-    frames, total, step = [], 0.0, 0
-    while True:
-        mask = game.legal_actions(state)[0]
-        probs = mask.float() / mask.float().sum()
-        action = random_legal_actions(mask.unsqueeze(0), generator)
-        frame = game.render_rgb(state, 0, header=f"step {step}  return {total:g}")
-        lines = [f"policy: {args.policy}", f"action: {names[int(action)]}"]
-        bars = {names[a]: float(probs[a]) for a in range(game.num_actions)}
-        frames.append(overlay_panel(frame, lines, bars))
-        state, reward, terminated = game.step(state, action, generator)
-        total += float(reward[0])
-        step += 1
-        if bool(terminated[0]) or step >= args.max_steps:
-            end = "game over" if bool(terminated[0]) else f"stopped at {args.max_steps} steps"
-            frame = game.render_rgb(state, 0, header=f"step {step}  return {total:g}")
-            frames.extend([overlay_panel(frame, [f"policy: {args.policy}", end], None)] * 8)
-            break
-    save_animation(frames, args.out, fps=args.fps)
-    print(f"wrote {args.out}: {step} steps, return {total:g}, {len(frames)} frames")
+    if args.run is not None:
+        from renshu.runner.loop import load_trained
+
+        algo, spec = load_trained(args.run, device=args.device)
+        result = record_episode(
+            algo, spec, args.out, seed=args.seed, max_steps=args.max_steps, fps=args.fps
+        )
+    else:
+        if args.policy != "random":
+            raise ValueError(
+                f"unknown policy {args.policy!r}; give a RUN directory or --policy random"
+            )
+        act, values = random_policy(args.seed if args.seed is not None else 0)
+        result = record(
+            args.env, {}, act, values, args.out, seed=args.seed or 0,
+            max_steps=args.max_steps, fps=args.fps, title="random policy",
+        )  # fmt: skip
+    print(f"wrote {result['out']}: {result['steps']} steps, return {result['return']:g}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+TRAIN_RUN_FLAGS = ("steps", "minutes", "seed", "device", "target_return", "eval_every",
+                   "eval_episodes", "threads")  # fmt: skip
+
+
+def _train_algo_name(argv: list[str]) -> str:
+    """The ALGO positional of `renshu train` (to add that algorithm's config flags)."""
+    from renshu.algos import ALGORITHMS
+
+    rest = argv[argv.index("train") + 1 :] if "train" in argv else []
+    for token in rest:
+        if not token.startswith("-"):
+            return token if token in ALGORITHMS else "ppo"
+    return "ppo"
+
+
+def _read_config_file(path: str) -> dict:
+    import tomllib
+
+    text = open(path, "rb").read()
+    try:
+        data = tomllib.loads(text.decode()) if path.endswith(".toml") else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a table/object of config fields")
+    return data
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from renshu.algos import get_algorithm
+    from renshu.config import overrides_from_args
+    from renshu.runner.loop import RunSpec, resume_run, start_run
+
+    if args.resume:
+        summary = resume_run(args.resume, steps=args.steps, progress=not args.no_progress)
+        run_dir = args.resume
+    else:
+        cls = get_algorithm(args.algo)
+        values = _read_config_file(args.config) if args.config else {}
+        run_values = {k: values.pop(k) for k in list(values) if k in TRAIN_RUN_FLAGS}
+        values.update(overrides_from_args(args, cls.config_class))
+        options = dict(kv.split("=", 1) for kv in args.env_option)
+        spec = RunSpec(algo=args.algo, env=args.env, env_options=options, **run_values)
+        for name in TRAIN_RUN_FLAGS:
+            if getattr(args, name) is not None:
+                setattr(spec, name, getattr(args, name))
+        run_dir, summary = start_run(
+            spec, values, run_dir=args.run_dir, overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    _print_summary(run_dir, summary)
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def _print_summary(run_dir, summary: dict) -> None:
+    print(
+        f"\n{summary['status']}: {summary['env_steps']:,} env steps in "
+        f"{summary['wall_seconds']:.1f} s ({summary['steps_per_second']:,.0f} steps/s)"
+    )
+    if summary.get("target_reached_steps") is not None:
+        print(
+            f"target return {summary['target_return']} reached after "
+            f"{summary['target_reached_steps']:,} steps, {summary['target_reached_seconds']:.1f} s"
+        )
+    ev = summary.get("last_eval")
+    if ev:
+        print(
+            f"last evaluation: mean return {ev['mean_return']:.2f} over {ev['episodes']} episodes"
+        )
+    if summary["status"] == "interrupted":
+        print(f"checkpoint saved; continue with: renshu train --resume {run_dir}")
+    else:
+        print(
+            f"run directory: {run_dir} (learning_curve.png, episode.gif, metrics.csv, checkpoints/)"
+        )
+        print(f"TensorBoard:   tensorboard --logdir {run_dir}/tensorboard")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from renshu.runner.evaluate import evaluate, summarize
+    from renshu.runner.loop import load_trained, make_eval_env
+
+    algo, spec = load_trained(args.run, device=args.device)
+    env = make_eval_env(spec, args.episodes, algo.device)
+    stats = evaluate(
+        lambda o, m: algo.act(o, m, deterministic=not args.stochastic), env, args.episodes,
+        seed=args.seed,
+    )  # fmt: skip
+    result = summarize(stats)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{spec.algo} on {spec.env}, {result['episodes']} episodes:")
+        print(f"  mean return {result['mean_return']:.2f} +/- {result['std_return']:.2f}")
+        if "mean_score" in result:
+            print(f"  mean score  {result['mean_score']:.1f}")
+        if "max_tile_counts" in result:
+            for tile, count in sorted(result["max_tile_counts"].items(), key=lambda kv: int(kv[0])):
+                print(f"  max tile {tile:>6}: {count / result['episodes']:6.1%}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from renshu.viz.plots import plot_compare, plot_learning_curve
+
+    if len(args.runs) == 1 and args.out is None:
+        out = plot_learning_curve(args.runs[0])
+    else:
+        if args.out is None:
+            raise ValueError("comparing several runs needs --out FILE.png")
+        out = plot_compare(args.runs, args.out, x=args.x)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="renshu", description="renshu: fast, correct deep RL on batched tensor games."
     )
@@ -184,21 +283,69 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="write an animation (.gif or .mp4) of an agent playing")
     p.add_argument("run", nargs="?", default=None, help="run directory (trained agent)")
     p.add_argument("--env", default="game2048", help="environment for --policy random")
-    p.add_argument("--policy", default="random", help="random (uniform over legal actions)")
+    p.add_argument("--policy", default="random", help="without RUN: random (over legal actions)")
     p.add_argument("--out", required=True, help="output file, .gif or .mp4")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=_positive_int, default=2000)
-    p.add_argument("--fps", type=_positive_int, default=8)
+    p.add_argument("--seed", type=int, default=None, help="seed of the recorded episode")
+    p.add_argument("--max-steps", type=_positive_int, default=3000)
+    p.add_argument("--fps", type=_positive_int, default=12)
+    p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser(
+        "train",
+        help="train an agent (default: ppo on game2048)",
+        description="Train ALGO on ENV. Every config field of the algorithm is a flag below "
+        "(`renshu train ALGO --help` lists that algorithm's fields).",
+    )
+    p.add_argument("algo", nargs="?", default="ppo", help="ppo | a2c (default ppo)")
+    p.add_argument("env", nargs="?", default="game2048", help="environment (default game2048)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="env step budget")
+    p.add_argument("--minutes", type=_positive_float, default=None, help="wall-clock budget")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda (default auto)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-...)")
+    p.add_argument("--target-return", type=float, default=None,
+                   help="stop when the periodic evaluation's mean return reaches this")  # fmt: skip
+    p.add_argument("--eval-every", type=_positive_int, default=None, help="env steps between evals")
+    p.add_argument("--eval-episodes", type=_positive_int, default=None, help="episodes per eval")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--config", default=None, help="JSON or TOML file of config fields")
+    p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. obs=onehot (repeatable)")  # fmt: skip
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+    if train_algo is not None:
+        from renshu.algos import get_algorithm
+        from renshu.config import add_config_arguments
+
+        add_config_arguments(p, get_algorithm(train_algo).config_class)
+
+    p = sub.add_parser("eval", help="evaluate a trained run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--episodes", type=_positive_int, default=100)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="plot a run's learning curve or compare runs")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", default=None, help="output PNG (default RUN/learning_curve.png)")
+    p.add_argument("--x", choices=["env_steps", "wall_seconds"], default="env_steps")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_train_algo_name(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError) as e:
+    except (ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError) as e:
         # Errors a user can cause get one clear line, not a traceback (RENSHU_DEBUG=1 shows it).
         if os.environ.get("RENSHU_DEBUG"):
             raise

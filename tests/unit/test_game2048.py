@@ -31,6 +31,16 @@ LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 CHI2_CRIT_1E6 = {1: 23.928, 2: 27.631, 11: 48.866, 14: 54.635, 15: 56.493, 119: 207.199}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Many small tensor ops: one thread avoids OpenMP hand-off overhead, which dominates on a busy
+    2-core machine. Results are identical for any number of threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def board(rows: list[list[int]]) -> torch.Tensor:
     """A batch of one board from 4 rows of tile values."""
     return board_from_tiles([rows])
@@ -183,6 +193,23 @@ def test_move_hand_made(start, action, expected, reward):
     assert as_lists(moved) == [expected]
     assert r.dtype == torch.float32
     assert r.tolist() == [float(reward)]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16])
+def test_move_accepts_narrow_integer_actions(dtype):
+    start = board([[0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]).repeat(4)
+    moved, _ = move(start, torch.tensor([LEFT, RIGHT, UP, DOWN], dtype=dtype))
+    want, _ = move(start, torch.tensor([LEFT, RIGHT, UP, DOWN]))
+    assert moved.equal(want)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_move_accepts_wide_integer_actions(dtype):
+    start = board([[0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]).repeat(4)
+    moved, _ = move(start, torch.tensor([LEFT, RIGHT, UP, DOWN], dtype=dtype))
+    t = tiles(moved)
+    for i, (r, c) in enumerate([(1, 0), (1, 3), (0, 1), (3, 1)]):
+        assert t[i, r, c] == 2 and t[i].sum() == 2
 
 
 def test_move_hand_made_batched_mixed_actions():

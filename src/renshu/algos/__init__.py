@@ -21,6 +21,8 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         num_envs=8, num_steps=32, learning_rate=1e-3, gamma=0.98, gae_lambda=0.8,
         num_minibatches=1, update_epochs=20, ent_coef=0.0, clip_coef=0.2,
     ),
+    ("a2c", "cartpole"): dict(num_envs=8, num_steps=5, ent_coef=0.0, learning_rate=7e-4),
+    ("a2c", "CartPole-v1"): dict(num_envs=8, num_steps=5, ent_coef=0.0, learning_rate=7e-4),
     ("ppo", "game2048"): dict(
         num_envs=256, num_steps=64, learning_rate=3e-4, gamma=0.99, gae_lambda=0.9,
         num_minibatches=8, update_epochs=3, ent_coef=0.005, hidden=(256, 256),
@@ -30,6 +32,10 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 
 # Default step budgets when neither --steps nor --minutes is given.
 DEFAULT_STEPS: dict[str, int] = {"cartpole": 200_000, "CartPole-v1": 200_000, "game2048": 3_000_000}
+
+
+# CPU threads for envs whose networks are too small to gain from more (None: torch's default).
+DEFAULT_THREADS: dict[str, int] = {"cartpole": 1, "CartPole-v1": 1}
 
 
 def algorithm_names() -> list[str]:

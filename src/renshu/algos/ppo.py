@@ -132,9 +132,11 @@ class PPO:
 
         return sample(logits, self.generator)
 
-    def action_probs(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
+        """What the animation overlay shows: the policy's action probabilities."""
         with torch.no_grad():
-            return torch.softmax(masked_logits(self.policy.logits(obs), mask), -1)
+            probs = torch.softmax(masked_logits(self.policy.logits(obs), mask), -1)
+        return "action probabilities", probs
 
     def update(self) -> dict:
         cfg = self.config

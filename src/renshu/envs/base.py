@@ -196,10 +196,17 @@ class FunctionalEnv:
         seed: int | None = None,
         check: bool = True,
     ):
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        if not isinstance(num_envs, numbers.Integral) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        if max_episode_steps is not None and max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        num_envs = int(num_envs)
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, numbers.Integral)
+            or isinstance(max_episode_steps, bool)
+            or max_episode_steps < 1
+        ):
+            raise ValueError(
+                f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}"
+            )
         self.game = game
         self.num_envs = num_envs
         self.device = resolve_device(device)
@@ -299,6 +306,9 @@ class FunctionalEnv:
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if self.state is None:
             self.reset()
+        saved = int(d["episode_return"].shape[0])
+        if saved != self.num_envs:
+            raise ValueError(f"env state is for {saved} envs, this env has {self.num_envs}")
         fields = {k: v.to(self.device) for k, v in d["state"].items()}
         self.state = dataclasses.replace(self.state, **fields)
         self.episode_return = d["episode_return"].to(self.device)

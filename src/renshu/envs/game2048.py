@@ -144,12 +144,12 @@ def _empty_cells(b: torch.Tensor) -> torch.Tensor:
     return ~occupied & _NIBBLE_LOW_BITS
 
 
-def _spawn(b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Place one tile on a uniformly chosen empty cell of each board, from one uniform ``u``.
+def _spawn_cell(b: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where one new tile goes on each board, and which, from one uniform ``u`` per board.
 
     ``k = floor(u * empties)`` picks the k-th empty cell; the fractional part of ``u * empties``
-    (uniform and independent of k) makes the tile a 4 when below 0.1. Boards must have an empty
-    cell and at least one tile.
+    (uniform and independent of k) makes the tile a 4 when below 0.1. Returns (cell index
+    0..15, exponent 1 or 2). Boards must have an empty cell and at least one tile.
     """
     empty = _empty_cells(b)
     # Nibble i of `prefix` counts the empty cells among nibbles 0..i (no carries: counts <= 15).
@@ -165,30 +165,55 @@ def _spawn(b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         probe = pos + (step - 1)
         below = ((prefix >> (probe * 4)) & 0xF) < target
         pos = pos + below * step
-    tile = 1 + four.to(torch.int64)
+    return pos, 1 + four.to(torch.int64)
+
+
+def _spawn(b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``b`` with one new tile (see :func:`_spawn_cell`)."""
+    pos, tile = _spawn_cell(b, u)
     return b | (tile << (pos * 4))
 
 
-def legal_moves(b: torch.Tensor) -> torch.Tensor:
-    """``[n, 4]`` bool: which of left, right, up, down change each board."""
+def _legal(b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Legal moves of boards ``b`` given their transposes ``t``."""
     _, canmove, any_row = _tables(b.device)
-    rows = _rows(torch.stack([b, transpose(b)], dim=1))  # [n, 8]: 4 rows, then 4 columns
+    rows = _rows(torch.stack([b, t], dim=1))  # [n, 8]: 4 rows, then 4 columns
     bits = canmove.index_select(0, rows.view(-1)).view(-1, 2, 4)
     word = bits.view(torch.int32)  # [n, 2, 1]: the four row bytes of rows / of columns
     return ((word & any_row) != 0).view(-1, 4)
 
 
-def move(b: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one move per board (no spawn). Returns (new boards, merge rewards as float32)."""
-    table, _, _ = _tables(b.device)
-    vertical = action >= 2
-    src = torch.where(vertical, transpose(b), b)
-    index = _rows(src).view(-1, 4) + ((action & 1) << 16).to(torch.int32).unsqueeze(1)
+def legal_moves(b: torch.Tensor) -> torch.Tensor:
+    """``[n, 4]`` bool: which of left, right, up, down change each board."""
+    return _legal(b, transpose(b))
+
+
+def _slide(src: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slide every row of ``src`` left (``right`` = 0) or right (1): (new boards, rewards)."""
+    table, _, _ = _tables(src.device)
+    index = _rows(src).view(-1, 4) + (right << 16).to(torch.int32).unsqueeze(1)
     packed = table.index_select(0, index.view(-1)).view(-1, 4)
     # The low 16 bits of the four packed rows, laid side by side, are the new board.
     moved = packed.to(torch.int16).view(torch.int64).view(-1)
     reward = (packed >> 16).sum(1).to(torch.float32) * 4.0
-    return torch.where(vertical, transpose(moved), moved), reward
+    return moved, reward
+
+
+def _move(
+    b: torch.Tensor, t: torch.Tensor, action: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move boards ``b`` (transposes ``t``): (new boards, their transposes, rewards)."""
+    action = action.to(torch.int64)
+    vertical = action >= 2
+    moved, reward = _slide(torch.where(vertical, t, b), action & 1)
+    other = transpose(moved)
+    return torch.where(vertical, other, moved), torch.where(vertical, moved, other), reward
+
+
+def move(b: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one move per board (no spawn). Returns (new boards, merge rewards as float32)."""
+    moved, _, reward = _move(b, transpose(b), action)
+    return moved, reward
 
 
 def board_from_exponents(exponents: torch.Tensor | np.ndarray | list) -> torch.Tensor:
@@ -233,6 +258,7 @@ class State2048:
     board: torch.Tensor  # int64 [n]: 16 nibble exponents
     score: torch.Tensor  # int64 [n]: sum of merge rewards so far
     legal: torch.Tensor  # bool [n, 4]: moves that change the board
+    transposed: torch.Tensor  # int64 [n]: transpose(board), kept to save work in step
 
 
 class Game2048:
@@ -292,19 +318,25 @@ class Game2048:
         """A state from int64 boards (see :func:`board_from_tiles`)."""
         if score is None:
             score = torch.zeros_like(board)
-        return State2048(board=board, score=score, legal=legal_moves(board))
+        t = transpose(board)
+        return State2048(board=board, score=score, legal=_legal(board, t), transposed=t)
 
     def step(
         self, state: State2048, action: torch.Tensor, generator: torch.Generator
     ) -> tuple[State2048, torch.Tensor, torch.Tensor]:
-        moved, reward = move(state.board, action)
-        changed = moved != state.board
+        b, t = state.board, state.transposed
+        moved, moved_t, reward = _move(b, t, action)
+        changed = moved != b
         u = torch.rand(moved.shape, generator=generator, device=moved.device)
-        board = torch.where(changed, _spawn(moved, u), state.board)
+        pos, tile = _spawn_cell(moved, u)
+        pos_t = ((pos & 3) << 2) | (pos >> 2)  # the same cell in the transposed board
+        board = torch.where(changed, moved | (tile << (pos * 4)), b)
+        trans = torch.where(changed, moved_t | (tile << (pos_t * 4)), t)
         reward = reward * changed
-        legal = legal_moves(board)
+        legal = _legal(board, trans)
         terminated = ~legal.any(dim=1)
-        new = State2048(board=board, score=state.score + reward.to(torch.int64), legal=legal)
+        score = state.score + reward.to(torch.int64)
+        new = State2048(board=board, score=score, legal=legal, transposed=trans)
         return new, reward, terminated
 
     def observe(self, state: State2048) -> torch.Tensor:

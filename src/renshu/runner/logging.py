@@ -97,11 +97,20 @@ def _complete_lines(path: Path) -> Iterator[str]:
                 yield line
 
 
-def _rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
-    """(header, iterator over the data rows) of a CSV file; an empty file has header []."""
+def _header(path: Path) -> list[str]:
+    """The column names of a CSV file ([] when it has no complete first line)."""
+    lines = _complete_lines(path)
+    try:
+        return next(csv.reader(lines), [])
+    finally:
+        lines.close()
+
+
+def _data_rows(path: Path) -> Iterator[list[str]]:
+    """The data rows of a CSV file (after the header), complete lines only."""
     reader = csv.reader(_complete_lines(path))
-    header = next(reader, [])
-    return header, (row for row in reader if row)
+    next(reader, None)
+    return (row for row in reader if row)
 
 
 def read_csv(path: str | Path) -> dict[str, list[float | None]]:
@@ -113,13 +122,25 @@ def read_csv(path: str | Path) -> dict[str, list[float | None]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
-    header, rows = _rows(path)
-    columns: dict[str, list[float | None]] = {name: [] for name in header}
-    lists = list(columns.values())
-    for row in rows:
-        for i, values in enumerate(lists):
-            values.append(_number(row[i]) if i < len(row) else None)
-    return columns
+    text = path.read_text(encoding="utf-8")
+    text = text[: text.rfind("\n") + 1]  # drop a half-written last line
+    head, _, body = text.partition("\n")
+    header = next(csv.reader([head]), [])
+    width = len(header)
+    lines = body.splitlines()
+    # Data cells are plain numbers, so a split is enough (and several times faster than csv).
+    rows = csv.reader(lines) if '"' in body else (line.split(",") for line in lines if line)
+    table = [row if len(row) == width else (row + [""] * width)[:width] for row in rows if row]
+    return {name: _numbers([row[i] for row in table]) for i, name in enumerate(header)}
+
+
+def _numbers(cells: Sequence[str]) -> list[float | None]:
+    """A column's cells as floats (None for empty, unreadable or NaN cells)."""
+    try:  # fast path: every cell is empty or a number
+        values = [float(c) if c else None for c in cells]
+    except ValueError:
+        return [_number(c) for c in cells]
+    return [None if v != v else v for v in values]  # NaN -> None
 
 
 # -- one growing CSV file ------------------------------------------------------------------------
@@ -134,7 +155,7 @@ class _CsvTable:
         self._file: TextIO | None = None
         self._writer: Any = None
         if path.exists() and path.stat().st_size > 0:
-            header, _ = _rows(path)
+            header = _header(path)
             if header and header[0] != "env_steps":
                 raise ValueError(
                     f"{path} exists but is not a renshu log (its first column is {header[0]!r}, "
@@ -171,8 +192,8 @@ class _CsvTable:
                 writer = csv.writer(out, lineterminator="\n")
                 writer.writerow(self.columns)
                 if self.path.exists():
-                    _, rows = _rows(self.path)
-                    for row in rows:
+                    os.chmod(tmp, self.path.stat().st_mode & 0o777)  # mkstemp made it 0600
+                    for row in _data_rows(self.path):
                         if max_step is not None:
                             step = _number(row[0])
                             if step is None or step > max_step:
@@ -212,7 +233,7 @@ class _CsvTable:
 # -- the logger ----------------------------------------------------------------------------------
 
 
-def _summary_writer(log_dir: Path, purge_step: int | None):
+def _summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
@@ -220,7 +241,7 @@ def _summary_writer(log_dir: Path, purge_step: int | None):
             "TensorBoard logging needs the tensorboard package: pip install tensorboard "
             "(or pass tensorboard=False to RunLogger)"
         ) from e
-    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+    return SummaryWriter
 
 
 class RunLogger:
@@ -241,11 +262,20 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._writer = None
-        if tensorboard:
-            purge = None if resume_step is None else int(resume_step) + 1
-            self._writer = _summary_writer(self.run_dir / TENSORBOARD_DIR, purge)
+        if tensorboard:  # fail on a missing package before touching any file
+            _summary_writer_class()
         self._metrics = _CsvTable(self.run_dir / METRICS_FILE, _METRICS_LEADING, resume_step)
-        self._episodes = _CsvTable(self.run_dir / EPISODES_FILE, _EPISODES_LEADING, resume_step)
+        try:
+            self._episodes = _CsvTable(self.run_dir / EPISODES_FILE, _EPISODES_LEADING, resume_step)
+            if tensorboard:
+                purge = None if resume_step is None else int(resume_step) + 1
+                log_dir = str(self.run_dir / TENSORBOARD_DIR)
+                self._writer = _summary_writer_class()(log_dir=log_dir, purge_step=purge)
+        except BaseException:
+            self._metrics.close()
+            if hasattr(self, "_episodes"):
+                self._episodes.close()
+            raise
         self._closed = False
 
     @property

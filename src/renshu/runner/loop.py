@@ -46,6 +46,7 @@ class RunSpec:
     eval_episodes: int = 100
     checkpoint_seconds: float = 120.0
     animation: bool = True
+    threads: int | None = None
 
     def validate(self) -> None:
         check_seed(self.seed)
@@ -110,6 +111,9 @@ class Trainer:
         self.last_eval: dict | None = None
         self.resume_step: int | None = None
         self.logger_cls = RunLogger
+        threads = spec.threads or algos.DEFAULT_THREADS.get(spec.env)
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(threads)
 
     # -- budget -----------------------------------------------------------------------------
 

@@ -72,16 +72,12 @@ def _table(path: Path) -> dict[str, list[float | None]]:
 
 def _pairs(table: dict[str, list[float | None]], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) arrays of the rows where both columns have a finite value."""
-    xs, ys = table.get(x, []), table.get(y, [])
-    keep = [
-        (a, b)
-        for a, b in zip(xs, ys, strict=True)
-        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
-    ]
-    if not keep:
+    if x not in table or y not in table:
         return np.zeros(0), np.zeros(0)
-    arr = np.asarray(keep, dtype=np.float64)
-    return arr[:, 0], arr[:, 1]
+    xs = np.array(table[x], dtype=np.float64)  # None -> NaN
+    ys = np.array(table[y], dtype=np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    return xs[keep], ys[keep]
 
 
 def _episode_returns(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +111,22 @@ def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         return arrays
     idx = np.linspace(0, n - 1, _MAX_DRAWN).round().astype(np.int64)
     return tuple(a[idx] for a in arrays)
+
+
+def _smooth_curve(steps: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(episode indices, moving average there, window): the last episode of each logged step.
+
+    Many episodes end at the same logged env step; drawing the average only where the step
+    changes keeps the line from zig-zagging vertically within a batch.
+    """
+    window = _curve_window(steps.size)
+    smooth = moving_average(returns, window)
+    last = np.flatnonzero(np.r_[steps[1:] != steps[:-1], True])
+    return last, smooth[last], min(window, steps.size)
+
+
+def _marker(n: int) -> str | None:
+    return "o" if n < 2 else ("." if n < 40 else None)
 
 
 # -- drawing -------------------------------------------------------------------------------------
@@ -183,9 +195,8 @@ def plot_learning_curve(
         ax = fig.add_subplot(grid[0, :])
 
         if steps.size:
-            window = _curve_window(steps.size)
-            smooth = moving_average(returns, window)
-            s, r, m = _thin(steps, returns, smooth)
+            last, smooth, window = _smooth_curve(steps, returns)
+            s, r = _thin(steps, returns)
             ax.plot(
                 s,
                 r,
@@ -196,13 +207,15 @@ def plot_learning_curve(
                 label="episode return",
                 rasterized=True,
             )
+            xs, smooth = _thin(steps[last], smooth)
             ax.plot(
-                s,
-                m,
+                xs,
+                smooth,
                 "-",
                 lw=2.2,
+                marker=_marker(xs.size),
                 color="tab:blue",
-                label=f"moving average ({min(window, steps.size)} episodes)",
+                label=f"moving average ({window} episodes)",
             )
         if eval_steps.size:
             ax.plot(
@@ -227,7 +240,7 @@ def plot_learning_curve(
             lax = fig.add_subplot(grid[1 + i // cols, i % cols])
             x, y = _pairs(metrics, "env_steps", name)
             if x.size:
-                lax.plot(x, y, "-", lw=1.0, color="tab:red")
+                lax.plot(x, y, "-", lw=1.0, marker=_marker(x.size), color="tab:red")
             else:
                 _note(lax, "no values yet")
             lax.set_title(name, fontsize=10)
@@ -287,9 +300,9 @@ def plot_compare(
             if not steps.size or xs is None:
                 missing.append(str(label))
                 continue
-            smooth = moving_average(returns, _curve_window(steps.size))
-            xs, smooth = _thin(xs, smooth)
-            ax.plot(xs, smooth, "-", lw=2.0, label=str(label))
+            last, smooth, _ = _smooth_curve(steps, returns)
+            at, smooth = _thin(xs[last], smooth)
+            ax.plot(at, smooth, "-", lw=2.0, marker=_marker(at.size), label=str(label))
             drawn += 1
         if missing:
             why = "no episodes" if x == "env_steps" else "no episodes or timings"

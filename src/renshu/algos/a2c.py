@@ -1,0 +1,167 @@
+"""Synchronous advantage actor-critic (A2C) over batched TensorEnvs.
+
+One ``update()`` = collect ``num_steps x num_envs`` transitions, compute n-step bootstrapped
+returns per env along time (bootstrapping on truncation from the final observation's value, not
+on termination), and take one gradient step on
+
+    L = -log pi(a|s) * A + vf_coef * (G - V(s))^2 - ent_coef * H,   A = G - V(s) (or GAE)
+
+with RMSprop (or Adam), gradient-norm clipping and linear learning-rate annealing. With
+``gae_lambda = 1`` the advantage is the plain n-step return minus the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from renshu.config import check
+from renshu.core.policy import (
+    ActorCritic,
+    explained_variance,
+    log_prob_entropy,
+    masked_logits,
+    sample,
+)
+from renshu.core.returns import gae, normalize
+from renshu.core.rollout import RolloutCollector
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    num_envs: int = 8
+    """number of environments stepped in parallel"""
+    num_steps: int = 5
+    """steps per environment in each rollout (the n of the n-step returns)"""
+    learning_rate: float = 7e-4
+    """optimizer learning rate"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over the run's budget"""
+    optimizer: str = "rmsprop"
+    """rmsprop (alpha 0.99, eps 1e-5) or adam"""
+    gamma: float = 0.99
+    """discount factor"""
+    reward_scale: float = 1.0
+    """rewards are multiplied by this for learning (logged returns stay unscaled)"""
+    gae_lambda: float = 1.0
+    """GAE lambda; 1.0 gives plain n-step returns"""
+    norm_adv: bool = False
+    """normalise advantages over each rollout"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """gradient norm clipping threshold"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the actor and critic torsos"""
+    activation: str = "tanh"
+    """activation of the hidden layers: tanh or relu"""
+    shared_torso: bool = False
+    """actor and critic share one torso"""
+
+    def __post_init__(self):
+        check(self.num_envs >= 1, "num_envs", "must be >= 1", self.num_envs)
+        check(self.num_steps >= 1, "num_steps", "must be >= 1", self.num_steps)
+        check(self.learning_rate > 0, "learning_rate", "must be > 0", self.learning_rate)
+        check(self.optimizer in ("rmsprop", "adam"), "optimizer", "rmsprop or adam", self.optimizer)
+        check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
+        check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
+        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
+        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
+        check(len(self.hidden) >= 1, "hidden", "needs at least one layer size", self.hidden)
+        check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
+
+
+class A2C:
+    config_class = A2CConfig
+
+    def __init__(self, env, config: A2CConfig, seed: int = 0):
+        self.env = env
+        self.config = config
+        self.device = env.device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        torch.manual_seed(seed)  # network initialisation
+        self.policy = ActorCritic(
+            env.observation_space, env.num_actions, config.hidden, config.activation,
+            config.shared_torso,
+        ).to(self.device)  # fmt: skip
+        params = self.policy.parameters()
+        if config.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(
+                params, lr=config.learning_rate, alpha=0.99, eps=1e-5
+            )
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
+        self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
+        self.progress = 0.0
+        self.env_steps = 0
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.config.num_steps * self.env.num_envs
+
+    def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None, deterministic=True):
+        with torch.no_grad():
+            logits = masked_logits(self.policy.logits(obs), mask)
+        return logits.argmax(-1) if deterministic else sample(logits, self.generator)
+
+    def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
+        with torch.no_grad():
+            probs = torch.softmax(masked_logits(self.policy.logits(obs), mask), -1)
+        return "action probabilities", probs
+
+    def update(self) -> dict:
+        cfg = self.config
+        lr = cfg.learning_rate * (1.0 - self.progress) if cfg.anneal_lr else cfg.learning_rate
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        ro = self.collector.collect(self.policy)
+        self.env_steps += self.steps_per_update
+        advantages, returns = gae(
+            ro.rewards * cfg.reward_scale, ro.values, ro.terminated, ro.truncated, ro.next_value,
+            cfg.gamma, cfg.gae_lambda, ro.final_values,
+        )  # fmt: skip
+
+        logits, values = self.policy(ro.obs.flatten(0, 1))
+        logp, entropy = log_prob_entropy(
+            masked_logits(logits, ro.masks.flatten(0, 1)), ro.actions.flatten()
+        )
+        adv = advantages.flatten()
+        if cfg.norm_adv:
+            adv = normalize(adv)
+        pg_loss = -(logp * adv).mean()
+        v_loss = 0.5 * ((values - returns.flatten()) ** 2).mean()
+        ent = entropy.mean()
+        loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        pg, v, e = torch.stack([pg_loss, v_loss, ent]).tolist()
+        return {
+            "loss/policy": pg,
+            "loss/value": v,
+            "loss/entropy": e,
+            "train/learning_rate": lr,
+            "train/explained_variance": explained_variance(ro.values.flatten(), returns.flatten()),
+            "episodes": ro.episodes,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "collector": self.collector.state_dict(),
+            "env_steps": self.env_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.collector.load_state_dict(state["collector"])
+        self.env_steps = int(state["env_steps"])
