@@ -223,7 +223,7 @@ def measure(
 def bench_renshu(obs: str, batch: int, seconds: float, warmup: float, seed: int) -> float:
     import torch
 
-    from renshu.envs.base import FunctionalEnv
+    from renshu.envs.base import FunctionalEnv, random_legal_actions
     from renshu.envs.game2048 import Game2048
 
     env = FunctionalEnv(Game2048(obs=obs), num_envs=batch, device="cpu", check=False, seed=seed)
@@ -233,8 +233,7 @@ def bench_renshu(obs: str, batch: int, seconds: float, warmup: float, seed: int)
 
     def step() -> None:
         mask = holder["mask"]
-        u = torch.rand(mask.shape, generator=gen).masked_fill_(~mask, -1.0)
-        _, _, _, _, info = env.step(u.argmax(1))
+        _, _, _, _, info = env.step(random_legal_actions(mask, gen))
         holder["mask"] = info["action_mask"]
 
     return measure(step, batch, seconds, warmup)

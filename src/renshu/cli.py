@@ -10,6 +10,8 @@ import time
 
 import torch
 
+from renshu.envs.base import random_legal_actions
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -57,12 +59,6 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     play_2048(seed=args.seed, invalid_move=args.invalid_move)
     return 0
-
-
-def random_legal_actions(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One uniformly random legal action per row of a bool mask ``[n, A]``."""
-    noise = torch.rand(mask.shape, generator=generator, device=mask.device)
-    return noise.masked_fill_(~mask, -1.0).argmax(dim=1)
 
 
 def measure_throughput(env, seconds: float, seed: int = 0, warmup_steps: int = 5) -> float:
@@ -157,7 +153,11 @@ def _train_algo_name(argv: list[str]) -> str:
 def _read_config_file(path: str) -> dict:
     import tomllib
 
-    text = open(path, "rb").read()
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise FileNotFoundError(f"cannot read config file {path}: {e.strerror}") from None
     try:
         data = tomllib.loads(text.decode()) if path.endswith(".toml") else json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
@@ -173,13 +173,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     from renshu.runner.loop import RunSpec, resume_run, start_run
 
     if args.resume:
+        # A resumed run keeps its own config.json; only --steps may raise its budget.
+        fixed = {*TRAIN_RUN_FLAGS, "run_dir", "config", "env_option", "overwrite"} - {"steps"}
+        given = [
+            "--" + key.removeprefix("cfg_").replace("_", "-")
+            for key, value in vars(args).items()
+            if value is not None
+            and value is not False
+            and value != []
+            and (key in fixed or key.startswith("cfg_"))
+        ]
+        if given:
+            raise ValueError(
+                f"--resume continues {args.resume} with its own config.json; "
+                f"{', '.join(given)} cannot change it (only --steps can raise the budget)"
+            )
         summary = resume_run(args.resume, steps=args.steps, progress=not args.no_progress)
         run_dir = args.resume
     else:
+        from renshu.config import coerce
+
         cls = get_algorithm(args.algo)
         values = _read_config_file(args.config) if args.config else {}
-        run_values = {k: values.pop(k) for k in list(values) if k in TRAIN_RUN_FLAGS}
+        run_values = coerce(
+            RunSpec, {k: values.pop(k) for k in list(values) if k in TRAIN_RUN_FLAGS}
+        )
         values.update(overrides_from_args(args, cls.config_class))
+        bad = [kv for kv in args.env_option if "=" not in kv]
+        if bad:
+            raise ValueError(f"--env-option takes KEY=VALUE, got {bad[0]!r}")
         options = dict(kv.split("=", 1) for kv in args.env_option)
         spec = RunSpec(algo=args.algo, env=args.env, env_options=options, **run_values)
         for name in TRAIN_RUN_FLAGS:
@@ -228,16 +250,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
     )  # fmt: skip
     result = summarize(stats)
+    results = {f"{spec.algo} (greedy)" if not args.stochastic else spec.algo: result}
+    if args.compare_random:
+        from renshu.runner.record import random_policy
+
+        act, _ = random_policy(args.seed)
+        env = make_eval_env(spec, args.episodes, torch.device("cpu"))
+        result["random"] = summarize(evaluate(act, env, args.episodes, seed=args.seed))
+        results["random play"] = result["random"]
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{spec.algo} on {spec.env}, {result['episodes']} episodes:")
-        print(f"  mean return {result['mean_return']:.2f} +/- {result['std_return']:.2f}")
-        if "mean_score" in result:
-            print(f"  mean score  {result['mean_score']:.1f}")
-        if "max_tile_counts" in result:
-            for tile, count in sorted(result["max_tile_counts"].items(), key=lambda kv: int(kv[0])):
-                print(f"  max tile {tile:>6}: {count / result['episodes']:6.1%}")
+        return 0
+    print(f"{spec.env}, {result['episodes']} episodes each:")
+    names = list(results)
+    print(f"  {'':<22}" + "".join(f"{n:>18}" for n in names))
+    rows = [("mean return", "mean_return", "{:.1f}"), ("std return", "std_return", "{:.1f}")]
+    if "mean_score" in result:
+        rows.append(("mean score", "mean_score", "{:.1f}"))
+    for label, key, fmt in rows:
+        print(f"  {label:<22}" + "".join(f"{fmt.format(results[n][key]):>18}" for n in names))
+    if "max_tile_counts" in result:
+        tiles = sorted({int(t) for r in results.values() for t in r["max_tile_counts"]})
+        for tile in tiles:
+            cells = [
+                results[n]["max_tile_counts"].get(str(tile), 0) / results[n]["episodes"]
+                for n in names
+            ]
+            print(f"  {'max tile ' + str(tile):<22}" + "".join(f"{c:>18.1%}" for c in cells))
     return 0
 
 
@@ -327,6 +366,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_positive_int, default=100)
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
+    p.add_argument("--compare-random", action="store_true", help="also evaluate random play")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)

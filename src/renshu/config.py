@@ -121,7 +121,9 @@ def coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
         if value is None and optional:
             out[name] = None
         elif base is tuple and isinstance(value, (list, tuple)):
-            out[name] = tuple(int(v) for v in value)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"config field {name!r}: expected whole numbers, got {value!r}")
+            out[name] = tuple(value)
         elif base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
         elif isinstance(value, base) and not (base is int and isinstance(value, bool)):

@@ -57,7 +57,9 @@ def test_cli_rejects_bad_numbers(capsys):
 def test_random_legal_actions_respect_mask():
     gen = torch.Generator().manual_seed(0)
     mask = torch.tensor([[False, True, False, False], [True, False, False, True]]).repeat(500, 1)
-    actions = cli.random_legal_actions(mask, gen)
+    from renshu.envs.base import random_legal_actions
+
+    actions = random_legal_actions(mask, gen)
     assert mask.gather(1, actions[:, None]).all()
     second = actions[1::2]
     assert 0.4 < (second == 0).float().mean().item() < 0.6
@@ -70,3 +72,14 @@ def test_cli_record_random_gif(tmp_path, capsys):
     assert cli.main(["record", "--env", "2048", "--out", str(out), "--max-steps", "20"]) == 0
     with Image.open(out) as im:
         assert im.n_frames >= 20
+
+
+def test_random_legal_actions_uniform_over_legal():
+    from renshu.envs.base import random_legal_actions
+
+    gen = torch.Generator().manual_seed(1)
+    mask = torch.tensor([[True, False, True, True]]).repeat(30_000, 1)
+    counts = torch.bincount(random_legal_actions(mask, gen), minlength=4).float() / 30_000
+    assert counts[1] == 0
+    # Each legal action 1/3 within 5 binomial sigma (sigma = sqrt(p(1-p)/n) = 0.0027).
+    assert ((counts[[0, 2, 3]] - 1 / 3).abs() < 0.014).all(), counts

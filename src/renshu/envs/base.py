@@ -21,6 +21,7 @@ Conventions shared by every TensorEnv:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -154,6 +155,37 @@ def check_actions(
             f"actions must lie in [0, {num_actions - 1}]; env {i} got {int(actions[i])}"
         )
     return actions
+
+
+@functools.cache
+def _kth_legal_tables(num_actions: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every legal-action bit code: how many actions are legal, and the k-th legal one."""
+    codes = 1 << num_actions
+    count = torch.zeros(codes, dtype=torch.float32)
+    kth = torch.zeros(codes * num_actions, dtype=torch.int64)
+    for code in range(codes):
+        legal = [a for a in range(num_actions) if code >> a & 1]
+        count[code] = len(legal)
+        for k, a in enumerate(legal):
+            kth[code * num_actions + k] = a
+    return count.to(device), kth.to(device)
+
+
+def random_legal_actions(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One uniformly random legal action per row of a bool mask ``[n, A]`` (a row with no
+    legal action gets action 0). One uniform number per row."""
+    n, num_actions = mask.shape
+    u = torch.rand(n, generator=generator, device=mask.device)
+    if num_actions > 10:
+        noise = torch.rand(mask.shape, generator=generator, device=mask.device)
+        return noise.masked_fill_(~mask, -1.0).argmax(dim=1)
+    count, kth = _kth_legal_tables(num_actions, mask.device)
+    m = mask.to(torch.int64)
+    code = m[:, 0]
+    for a in range(1, num_actions):
+        code = code | (m[:, a] << a)
+    k = (u * count.index_select(0, code)).to(torch.int64)
+    return kth.index_select(0, code * num_actions + k)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -174,18 +174,25 @@ def _spawn(b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return b | (tile << (pos * 4))
 
 
-def _legal(b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Legal moves of boards ``b`` given their transposes ``t``."""
+def _legal(b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Legal moves ``[n, 4]`` of boards ``b`` (transposes ``t``) and game over ``[n]``."""
     _, canmove, any_row = _tables(b.device)
     rows = _rows(torch.stack([b, t], dim=1))  # [n, 8]: 4 rows, then 4 columns
     bits = canmove.index_select(0, rows.view(-1)).view(-1, 2, 4)
     word = bits.view(torch.int32)  # [n, 2, 1]: the four row bytes of rows / of columns
-    return ((word & any_row) != 0).view(-1, 4)
+    legal = ((word & any_row) != 0).view(-1, 4)
+    stuck = (word[:, 0, 0] | word[:, 1, 0]) == 0
+    return legal, stuck
 
 
 def legal_moves(b: torch.Tensor) -> torch.Tensor:
     """``[n, 4]`` bool: which of left, right, up, down change each board."""
-    return _legal(b, transpose(b))
+    return _legal(b, transpose(b))[0]
+
+
+def _select(condition: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``torch.where`` for int64 by bit masks (cheaper than where on CPU)."""
+    return y ^ ((x ^ y) & -condition.to(torch.int64))
 
 
 def _slide(src: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,7 +202,8 @@ def _slide(src: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.
     packed = table.index_select(0, index.view(-1)).view(-1, 4)
     # The low 16 bits of the four packed rows, laid side by side, are the new board.
     moved = packed.to(torch.int16).view(torch.int64).view(-1)
-    reward = (packed >> 16).sum(1).to(torch.float32) * 4.0
+    quarters = (packed[:, 0] >> 16) + (packed[:, 1] >> 16) + (packed[:, 2] >> 16)
+    reward = (quarters + (packed[:, 3] >> 16)).to(torch.float32) * 4.0
     return moved, reward
 
 
@@ -205,9 +213,9 @@ def _move(
     """Move boards ``b`` (transposes ``t``): (new boards, their transposes, rewards)."""
     action = action.to(torch.int64)
     vertical = action >= 2
-    moved, reward = _slide(torch.where(vertical, t, b), action & 1)
+    moved, reward = _slide(_select(vertical, t, b), action & 1)
     other = transpose(moved)
-    return torch.where(vertical, other, moved), torch.where(vertical, moved, other), reward
+    return _select(vertical, other, moved), _select(vertical, moved, other), reward
 
 
 def move(b: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,7 +327,7 @@ class Game2048:
         if score is None:
             score = torch.zeros_like(board)
         t = transpose(board)
-        return State2048(board=board, score=score, legal=_legal(board, t), transposed=t)
+        return State2048(board=board, score=score, legal=_legal(board, t)[0], transposed=t)
 
     def step(
         self, state: State2048, action: torch.Tensor, generator: torch.Generator
@@ -330,11 +338,10 @@ class Game2048:
         u = torch.rand(moved.shape, generator=generator, device=moved.device)
         pos, tile = _spawn_cell(moved, u)
         pos_t = ((pos & 3) << 2) | (pos >> 2)  # the same cell in the transposed board
-        board = torch.where(changed, moved | (tile << (pos * 4)), b)
-        trans = torch.where(changed, moved_t | (tile << (pos_t * 4)), t)
+        board = _select(changed, moved | (tile << (pos * 4)), b)
+        trans = _select(changed, moved_t | (tile << (pos_t * 4)), t)
         reward = reward * changed
-        legal = _legal(board, trans)
-        terminated = ~legal.any(dim=1)
+        legal, terminated = _legal(board, trans)
         score = state.score + reward.to(torch.int64)
         new = State2048(board=board, score=score, legal=legal, transposed=trans)
         return new, reward, terminated

@@ -11,6 +11,9 @@ import math
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -82,6 +85,38 @@ def build(spec: RunSpec, algo_values: dict[str, Any]):
 def make_eval_env(spec: RunSpec, episodes: int, device):
     num = min(episodes, 1024 if spec.env in ("game2048", "2048", "cartpole") else 16)
     return make_env(spec.env, num_envs=num, device=device, seed=spec.seed, **spec.env_options)
+
+
+class _DeferredInterrupt:
+    """Ctrl-C while training: the first one lets the current update finish and then stops (so
+    the checkpoint holds a state between updates and a resume is exact); a second stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nstopping after this update to save a checkpoint (Ctrl-C again stops at once)",
+            file=sys.stderr,
+        )
+
+    def install(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def uninstall(self) -> None:
+        if self._installed:
+            previous = self._previous if self._previous is not None else signal.SIG_DFL
+            signal.signal(signal.SIGINT, previous)
+            self._installed = False
 
 
 class Trainer:
@@ -214,13 +249,17 @@ class Trainer:
             )  # fmt: skip
         status = "finished"
         last_ckpt = time.perf_counter()
+        interrupt = _DeferredInterrupt().install()
+        busy = False  # from the start of an update until its row is logged: not saveable
         try:
             while True:
                 wall = time.perf_counter() - start
                 if self.fraction_done(wall) >= 1.0:
                     break
                 self.algo.progress = self.fraction_done(wall)
+                reached_now = False
                 before = self.algo.env_steps
+                busy = True
                 metrics = self.algo.update()
                 self.updates += 1
                 episodes = metrics.pop("episodes")
@@ -246,10 +285,12 @@ class Trainer:
                         and not self.target_reached
                     ):
                         self.target_reached = {"env_steps": steps, "wall_seconds": wall}
+                        reached_now = True
                         logger.log_text(
                             f"target return {target} reached at {steps} steps, {wall:.1f} s"
                         )
                 logger.log_iteration(steps, wall, metrics)
+                busy = False
                 if bar is not None:
                     bar.update(steps - before)
                     post = {"sps": f"{metrics['charts/steps_per_second']:,.0f}"}
@@ -258,21 +299,27 @@ class Trainer:
                     if self.last_eval:
                         post["eval"] = f"{self.last_eval['mean_return']:.1f}"
                     bar.set_postfix(post, refresh=False)
-                if self.target_reached and self.spec.target_return is not None:
+                if reached_now:  # (a resumed run that had reached it goes on to its budget)
                     status = "target_reached"
                     break
                 if time.perf_counter() - last_ckpt >= self.spec.checkpoint_seconds:
                     self.save(wall)
                     last_ckpt = time.perf_counter()
-                if self.stop_after_updates is not None and self.updates >= self.stop_after_updates:
+                if interrupt.requested or (
+                    self.stop_after_updates is not None and self.updates >= self.stop_after_updates
+                ):
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             status = "interrupted"
         finally:
+            interrupt.uninstall()
             if bar is not None:
                 bar.close()
         wall = time.perf_counter() - start
-        self.save(wall)
+        if busy:  # stopped inside an update: its state is half-way, keep the last checkpoint
+            logger.log_text("stopped inside an update; the previous checkpoint is kept")
+        else:
+            self.save(wall)
         logger.log_text(f"{status} at {self.algo.env_steps} env steps, {wall:.1f} s")
         logger.close()
         summary = {
@@ -319,17 +366,27 @@ def start_run(
     progress: bool = True,
     stop_after_updates: int | None = None,
 ) -> tuple[Path, dict]:
-    """Start a fresh run; refuses an existing non-empty run directory unless ``overwrite``."""
+    """Start a fresh run; refuses an existing non-empty run directory unless ``overwrite``
+    (which replaces only a renshu run directory, and only once the new run's config is valid)."""
     spec.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(spec)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"run directory {run_dir} exists and is not a directory")
+    replace = run_dir.exists() and any(run_dir.iterdir())
+    if replace:
         if not overwrite:
             raise FileExistsError(
                 f"run directory {run_dir} already exists and is not empty; choose another "
                 f"--run-dir, continue it with --resume {run_dir}, or pass --overwrite to replace it"
             )
-        shutil.rmtree(run_dir)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise FileExistsError(
+                f"{run_dir} is not empty and not a renshu run directory (no {CONFIG_FILE}); "
+                "--overwrite replaces only run directories, so choose another --run-dir"
+            )
     trainer = Trainer(run_dir, spec, algo_values, progress, stop_after_updates)
+    if replace:  # only now that the new run's config proved valid
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "renshu_version": _version(),
@@ -369,14 +426,21 @@ def resume_run(
     spec, values = load_run(run_dir)
     data = load_checkpoint(run_dir / LATEST)
     if steps is not None:
-        if spec.steps is not None and steps < spec.steps:
-            raise ValueError(f"--steps {steps} is below the run's budget of {spec.steps} steps")
+        budget = spec.steps
+        if budget is None and spec.minutes is None:
+            budget = algos.DEFAULT_STEPS.get(spec.env, 1_000_000)
+        if budget is not None and steps < budget:
+            raise ValueError(
+                f"--steps {steps} is below the run's budget of {budget} steps; "
+                "--resume can only keep or raise it"
+            )
         spec.steps = steps
+    trainer = Trainer(run_dir, spec, values, progress, stop_after_updates)
+    trainer.restore(data)
+    if steps is not None:  # record the raised budget only once the checkpoint proved usable
         config = json.loads((run_dir / CONFIG_FILE).read_text())
         config["run"]["steps"] = steps
         _write_json(run_dir / CONFIG_FILE, config)
-    trainer = Trainer(run_dir, spec, values, progress, stop_after_updates)
-    trainer.restore(data)
     return trainer.train()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from renshu.envs.base import make_generator
+from renshu.envs.base import make_generator, random_legal_actions
 
 # act(obs [1, ...], mask [1, A]) -> action [1];  values(obs, mask) -> (label, [1, A] tensor)
 ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -147,8 +147,7 @@ def random_policy(seed: int) -> tuple[ActFn, ValuesFn]:
     generator = torch.Generator().manual_seed(seed)
 
     def act(obs, mask):
-        noise = torch.rand(mask.shape, generator=generator)
-        return noise.masked_fill_(~mask, -1.0).argmax(dim=1)
+        return random_legal_actions(mask, generator)
 
     def values(obs, mask):
         p = mask.float()
