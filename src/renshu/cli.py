@@ -139,14 +139,21 @@ TRAIN_RUN_FLAGS = ("steps", "minutes", "seed", "device", "target_return", "eval_
                    "eval_episodes", "threads")  # fmt: skip
 
 
+_TRAIN_SWITCHES = ("--overwrite", "--no-progress", "-h", "--help")  # train options without a value
+
+
 def _train_algo_name(argv: list[str]) -> str:
     """The ALGO positional of `renshu train` (to add that algorithm's config flags)."""
     from renshu.algos import ALGORITHMS
 
     rest = argv[argv.index("train") + 1 :] if "train" in argv else []
-    for token in rest:
+    i = 0
+    while i < len(rest):
+        token = rest[i]
         if not token.startswith("-"):
             return token if token in ALGORITHMS else "ppo"
+        # an option: skip its value too, unless it is a switch or written --name=value
+        i += 1 if "=" in token or token in _TRAIN_SWITCHES else 2
     return "ppo"
 
 
@@ -231,7 +238,12 @@ def _print_summary(run_dir, summary: dict) -> None:
             f"last evaluation: mean return {ev['mean_return']:.2f} over {ev['episodes']} episodes"
         )
     if summary["status"] == "interrupted":
-        print(f"checkpoint saved; continue with: renshu train --resume {run_dir}")
+        from renshu.runner.loop import LATEST
+
+        if os.path.isfile(os.path.join(run_dir, LATEST)):
+            print(f"checkpoint saved; continue with: renshu train --resume {run_dir}")
+        else:  # a second Ctrl-C inside the first update
+            print("stopped before the first update finished: no checkpoint to resume from")
     else:
         print(
             f"run directory: {run_dir} (learning_curve.png, episode.gif, metrics.csv, checkpoints/)"

@@ -85,6 +85,15 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     assert load_checkpoint(path)["step"] == 2
 
 
+def test_file_gets_the_usual_permissions_not_0600(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "latest.pt", {"step": 1})
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_failed_write_keeps_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "latest.pt"
     save_checkpoint(path, {"step": 1})

@@ -23,8 +23,8 @@ CASES = {
     "a2c-cartpole": ("a2c", "cartpole", dict(num_envs=4, num_steps=8, hidden=[16]), 1024, 256, 12),
     "ppo-game2048": (
         "ppo", "game2048",
-        dict(num_envs=16, num_steps=16, hidden=[16], num_minibatches=2, update_epochs=2),
-        1024, 512, 3,
+        dict(num_envs=8, num_steps=32, hidden=[16], num_minibatches=2, update_epochs=2),
+        2048, 1024, 4,
     ),
 }  # fmt: skip
 
@@ -120,13 +120,15 @@ def test_resume_after_interrupt_is_exact(case, reference, tmp_path):
 
 def _interrupt_at_env_step(monkeypatch, call: int, times: int) -> None:
     """Send ourselves ``times`` SIGINTs (Ctrl-C) on the ``call``-th step of the training env
-    (4 envs; evaluation envs have 8), that is in the middle of a rollout."""
+    (the first env stepped; evaluation envs come later), that is in the middle of a rollout."""
     original = FunctionalEnv.step
     count = [0]
+    train_env = []
 
     def step(self, actions):
-        count[0] += self.num_envs == 4
-        if count[0] == call and self.num_envs == 4:
+        train_env[:] = train_env or [self]
+        count[0] += self is train_env[0]
+        if count[0] == call and self is train_env[0]:
             for _ in range(times):
                 os.kill(os.getpid(), signal.SIGINT)
         return original(self, actions)

@@ -12,18 +12,23 @@ with RMSprop (or Adam), gradient-norm clipping and linear learning-rate annealin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from renshu.config import check
+from renshu.core.nets import adam
 from renshu.core.policy import (
     ActorCritic,
+    action_probabilities,
     explained_variance,
+    load_on_policy_state,
     log_prob_entropy,
     masked_logits,
-    sample,
+    on_policy_state,
+    policy_actions,
 )
 from renshu.core.returns import gae, normalize
 from renshu.core.rollout import RolloutCollector
@@ -65,13 +70,25 @@ class A2CConfig:
     def __post_init__(self):
         check(self.num_envs >= 1, "num_envs", "must be >= 1", self.num_envs)
         check(self.num_steps >= 1, "num_steps", "must be >= 1", self.num_steps)
-        check(self.learning_rate > 0, "learning_rate", "must be > 0", self.learning_rate)
+        check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "learning_rate",
+            "must be > 0 and finite",
+            self.learning_rate,
+        )
+        for name in ("ent_coef", "vf_coef"):
+            check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
         check(self.optimizer in ("rmsprop", "adam"), "optimizer", "rmsprop or adam", self.optimizer)
         check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
         check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
         check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
         check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
-        check(len(self.hidden) >= 1, "hidden", "needs at least one layer size", self.hidden)
+        check(
+            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+            "hidden",
+            "needs at least one layer, each of size >= 1",
+            self.hidden,
+        )
         check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
 
 
@@ -94,7 +111,7 @@ class A2C:
                 params, lr=config.learning_rate, alpha=0.99, eps=1e-5
             )
         else:
-            self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
+            self.optimizer = adam(params, config.learning_rate)
         self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
         self.progress = 0.0
         self.env_steps = 0
@@ -104,14 +121,10 @@ class A2C:
         return self.config.num_steps * self.env.num_envs
 
     def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None, deterministic=True):
-        with torch.no_grad():
-            logits = masked_logits(self.policy.logits(obs), mask)
-        return logits.argmax(-1) if deterministic else sample(logits, self.generator)
+        return policy_actions(self.policy, obs, mask, deterministic, self.generator)
 
     def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
-        with torch.no_grad():
-            probs = torch.softmax(masked_logits(self.policy.logits(obs), mask), -1)
-        return "action probabilities", probs
+        return action_probabilities(self.policy, obs, mask)
 
     def update(self) -> dict:
         cfg = self.config
@@ -151,17 +164,7 @@ class A2C:
         }
 
     def state_dict(self) -> dict:
-        return {
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "collector": self.collector.state_dict(),
-            "env_steps": self.env_steps,
-        }
+        return on_policy_state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.collector.load_state_dict(state["collector"])
-        self.env_steps = int(state["env_steps"])
+        load_on_policy_state(self, state)

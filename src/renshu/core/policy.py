@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import gymnasium as gym
 import torch
 from torch import nn
@@ -70,10 +68,46 @@ class ActorCritic(nn.Module):
         return self.actor_head(self.actor_torso(obs))
 
 
+@torch.no_grad()
+def policy_actions(
+    policy: ActorCritic,
+    obs: torch.Tensor,
+    mask: torch.Tensor | None,
+    deterministic: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Greedy (argmax) or sampled actions of ``policy``; illegal actions are never chosen."""
+    logits = masked_logits(policy.logits(obs), mask)
+    return logits.argmax(-1) if deterministic else sample(logits, generator)
+
+
+@torch.no_grad()
+def action_probabilities(
+    policy: ActorCritic, obs: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[str, torch.Tensor]:
+    """What an animation overlay shows for a policy: its action probabilities."""
+    return "action probabilities", torch.softmax(masked_logits(policy.logits(obs), mask), -1)
+
+
+def on_policy_state(algo) -> dict:
+    """Checkpoint state shared by the on-policy algorithms (PPO, A2C)."""
+    return {
+        "policy": algo.policy.state_dict(),
+        "optimizer": algo.optimizer.state_dict(),
+        "generator": algo.generator.get_state(),
+        "collector": algo.collector.state_dict(),
+        "env_steps": algo.env_steps,
+    }
+
+
+def load_on_policy_state(algo, state: dict) -> None:
+    algo.policy.load_state_dict(state["policy"])
+    algo.optimizer.load_state_dict(state["optimizer"])
+    algo.generator.set_state(state["generator"])
+    algo.collector.load_state_dict(state["collector"])
+    algo.env_steps = int(state["env_steps"])
+
+
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
     var = target.var()
     return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
-
-
-__all__ = ["ActorCritic", "masked_logits", "sample", "log_prob_entropy", "explained_variance"]
-_ = math

@@ -29,7 +29,6 @@ import csv
 import math
 import numbers
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+
+from renshu.fileio import atomic_open
 
 __all__ = ["RunLogger", "read_csv"]
 
@@ -184,27 +185,16 @@ class _CsvTable:
             self._file.close()
             self._file = None
         width = len(self.columns)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out, lineterminator="\n")
-                writer.writerow(self.columns)
-                if self.path.exists():
-                    os.chmod(tmp, self.path.stat().st_mode & 0o777)  # mkstemp made it 0600
-                    for row in _data_rows(self.path):
-                        if max_step is not None:
-                            step = _number(row[0])
-                            if step is None or step > max_step:
-                                continue
-                        writer.writerow((row + [""] * (width - len(row)))[:width])
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        old_rows = list(_data_rows(self.path)) if self.path.exists() else []
+        with atomic_open(self.path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(self.columns)
+            for row in old_rows:
+                if max_step is not None:
+                    step = _number(row[0])
+                    if step is None or step > max_step:
+                        continue
+                writer.writerow((row + [""] * (width - len(row)))[:width])
 
     def append(self, keys: list[str], rows: Iterable[Sequence[str]]) -> None:
         """Append rows of cell texts, each ordered like ``keys`` (which may name new columns)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import shutil
 import signal
@@ -26,6 +25,7 @@ from renshu import algos
 from renshu.config import coerce, to_dict
 from renshu.envs.base import check_seed, resolve_device
 from renshu.envs.registry import make_env
+from renshu.fileio import atomic_open
 from renshu.runner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from renshu.runner.evaluate import evaluate, summarize
 
@@ -353,9 +353,8 @@ class Trainer:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
 
 
 def start_run(

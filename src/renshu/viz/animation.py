@@ -13,12 +13,13 @@ half-written animation and an existing file is replaced only by a finished one.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from renshu.fileio import atomic_path
 
 __all__ = ["SUPPORTED_SUFFIXES", "save_animation"]
 
@@ -92,11 +93,7 @@ def save_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: f
         width += width % 2
     images = [_pad_to(im, height, width) for im in images]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden, uniquely named file in the same folder (so os.replace is atomic), created by the
-    # writer itself so it gets the usual permissions.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}"
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".gif":
             first, *rest = (Image.fromarray(im) for im in images)
             first.save(
@@ -122,8 +119,4 @@ def save_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: f
                     writer.append_data(im)
             finally:
                 writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

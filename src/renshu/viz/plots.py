@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from renshu.fileio import atomic_open
 from renshu.runner.logging import EPISODES_FILE, METRICS_FILE, read_csv
 
 __all__ = ["moving_average", "plot_compare", "plot_learning_curve"]
@@ -143,16 +142,10 @@ def _figure():
 
 def _save(plt: Any, fig: Any, out: Path) -> Path:
     """Write ``fig`` to ``out`` atomically and close it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     fmt = out.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(out, "wb") as f:
             fig.savefig(f, format=fmt, dpi=DPI)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
     return out

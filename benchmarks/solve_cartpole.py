@@ -1,0 +1,488 @@
+"""Wall-clock to solve CartPole: renshu vs Stable-Baselines3, side by side in one run.
+
+"Solved" = the mean return of 100 deterministic (greedy) evaluation episodes is >= 475, checked
+every ``--eval-every`` env steps. The clock is training time *including* those periodic
+evaluations, up to the first one that passes; both sides follow the same rule:
+
+* ``renshu PPO`` / ``renshu A2C``: ``start_run(RunSpec(algo, env="cartpole", seed=s,
+  steps=MAX, target_return=475, eval_every=E, eval_episodes=100, animation=False, threads=T))``
+  with the algorithm's CartPole preset (``renshu.algos.PRESETS``). Seconds and steps are the
+  run summary's ``target_reached_seconds`` / ``target_reached_steps`` (the runner's clock starts
+  after the agent and envs are built). The total wall time of the ``start_run`` call (building,
+  training to the target, the learning-curve plot) is reported too.
+* ``SB3 PPO``: ``stable_baselines3.PPO`` with RL Zoo's tuned ``CartPole-v1`` hyperparameters
+  (rl-baselines3-zoo ``hyperparams/ppo.yml``: n_envs 8, MlpPolicy, n_steps 32, batch_size 256,
+  gae_lambda 0.8, gamma 0.98, n_epochs 20, ent_coef 0.0, learning_rate lin_0.001,
+  clip_range lin_0.2; SB3 defaults otherwise), on ``make_vec_env("CartPole-v1", n_envs=8,
+  seed=s)`` (DummyVecEnv), ``device="cpu"``. A callback evaluates with
+  ``evaluate_policy(model, eval_env, n_eval_episodes=100, deterministic=True)`` on a separate
+  vec env each time the step count crosses a multiple of E -- after a whole rollout *and* its
+  update, exactly where renshu's runner evaluates -- and stops ``learn()`` once the mean is
+  >= 475. Its clock starts in ``on_training_start`` (model and envs built, envs reset) and
+  stops when the passing evaluation returns. The eval vec env has ``--sb3-eval-envs`` envs
+  (default: as many as episodes, one episode each, the same batching as renshu's evaluation).
+
+Both sides get the same budget MAX (``--max-steps``); a seed that never passes is reported as
+"not reached" with the time it spent. Learning rates anneal linearly to 0 over MAX on both
+sides (SB3's ``lin_`` schedules run over ``learn()``'s ``total_timesteps``; RL Zoo trains for
+1e5 steps, so ``--max-steps 100000`` reproduces its schedule exactly). Known differences in
+the algorithms themselves: renshu's PPO preset keeps clip 0.2 constant and clips the value loss;
+SB3 anneals the clip range and does not clip the value loss.
+
+Threads: torch uses ``torch.set_num_threads(T)`` on every side (renshu's runner sets the same T),
+and when T is below the number of cores the whole process is pinned to T cores. Seeds run one
+after another, the implementations interleaved per seed. Medians are over seeds, with a seed
+that did not reach 475 counted as "more than the budget" (so the median is "not reached" only
+when half or more of the seeds fail).
+
+    python benchmarks/solve_cartpole.py                        # 3 seeds, 300k steps (minutes)
+    python benchmarks/solve_cartpole.py --quick                # 1 seed, 150k steps
+    python benchmarks/solve_cartpole.py --seeds 5 --algos ppo,a2c --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+TARGET = 475.0  # CartPole-v1's reward threshold
+
+# rl-baselines3-zoo, hyperparams/ppo.yml, "CartPole-v1" (marked "# Tuned" there).
+ZOO_PPO_CARTPOLE = {
+    "n_envs": 8,
+    "n_timesteps": 1e5,
+    "policy": "MlpPolicy",
+    "n_steps": 32,
+    "batch_size": 256,
+    "gae_lambda": 0.8,
+    "gamma": 0.98,
+    "n_epochs": 20,
+    "ent_coef": 0.0,
+    "learning_rate": "lin_0.001",
+    "clip_range": "lin_0.2",
+}
+
+
+@dataclass
+class Result:
+    impl: str
+    seed: int
+    reached: bool
+    steps: int | None  # env steps at the passing evaluation (None: not reached)
+    seconds: float | None  # training + evaluation seconds to it (None: not reached)
+    spent_seconds: float  # training + evaluation seconds of the whole run
+    spent_steps: int  # env steps of the whole run
+    evals: int  # evaluations run
+    last_eval: float | None  # mean return of the last evaluation
+    call_seconds: float | None = None  # renshu: whole start_run() call
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# renshu.
+
+
+def run_renshu(
+    algo: str, seed: int, max_steps: int, eval_every: int, episodes: int, threads: int,
+    target: float = TARGET,
+) -> Result:  # fmt: skip
+    from renshu.runner.loop import RunSpec, start_run
+
+    spec = RunSpec(
+        algo=algo, env="cartpole", seed=seed, steps=max_steps, target_return=target,
+        eval_every=eval_every, eval_episodes=episodes, animation=False, threads=threads,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="renshu-solve-") as tmp:
+        t0 = time.perf_counter()
+        _, summary = start_run(spec, {}, run_dir=os.path.join(tmp, "run"), progress=False)
+        call = time.perf_counter() - t0
+        evals = _count_evals(os.path.join(tmp, "run", "metrics.csv"))
+    reached = summary["target_reached_steps"] is not None
+    last = summary.get("last_eval") or {}
+    return Result(
+        impl=f"renshu {algo.upper()}",
+        seed=seed,
+        reached=reached,
+        steps=summary["target_reached_steps"],
+        seconds=summary["target_reached_seconds"],
+        spent_seconds=summary["wall_seconds"],
+        spent_steps=summary["env_steps"],
+        evals=evals,
+        last_eval=last.get("mean_return"),
+        call_seconds=call,
+        extra={"status": summary["status"], "steps_per_second": summary["steps_per_second"]},
+    )
+
+
+def _count_evals(metrics_csv: str) -> int:
+    """Rows of the run's metrics.csv with an ``eval/mean_return`` (-1 if it can't be read)."""
+    import csv
+
+    try:
+        with open(metrics_csv, newline="") as f:
+            return sum(1 for row in csv.DictReader(f) if row.get("eval/mean_return"))
+    except (OSError, csv.Error):
+        return -1
+
+
+# ---------------------------------------------------------------------------------------------
+# Stable-Baselines3.
+
+
+def _linear(initial: float):
+    """RL Zoo's ``lin_<x>``: x * progress_remaining (1 at the start, 0 at the end)."""
+
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * initial
+
+    return schedule
+
+
+def run_sb3(
+    seed: int, max_steps: int, eval_every: int, episodes: int, eval_envs: int, threads: int,
+    target: float = TARGET,
+) -> Result:  # fmt: skip
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    torch.set_num_threads(threads)
+    hp = ZOO_PPO_CARTPOLE
+    env = make_vec_env("CartPole-v1", n_envs=hp["n_envs"], seed=seed)
+    eval_env = make_vec_env("CartPole-v1", n_envs=eval_envs, seed=seed + 1_000_003)
+
+    class SolveCallback(BaseCallback):
+        """Evaluate after each update whose rollout crossed a multiple of ``eval_every``
+        (``on_rollout_start`` runs after the previous ``train()``), stop at the target."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.start = 0.0
+            self.checked = 0  # env steps at the last check
+            self.evals = 0
+            self.last_eval: float | None = None
+            self.reached: tuple[int, float] | None = None
+            self.end = 0.0
+
+        def _on_training_start(self) -> None:
+            self.start = time.perf_counter()
+
+        def _evaluate(self) -> None:
+            steps = self.num_timesteps
+            mean, _ = evaluate_policy(
+                self.model, eval_env, n_eval_episodes=episodes, deterministic=True
+            )
+            self.evals += 1
+            self.last_eval = float(mean)
+            if self.last_eval >= target and self.reached is None:
+                self.reached = (steps, time.perf_counter() - self.start)
+
+        def _on_rollout_start(self) -> None:
+            steps = self.num_timesteps
+            if steps // eval_every > self.checked // eval_every:
+                self._evaluate()
+            self.checked = steps
+
+        def _on_step(self) -> bool:
+            return self.reached is None
+
+        def _on_training_end(self) -> None:
+            # The update of the last rollout ran after its on_rollout_start: check it too,
+            # as renshu's runner does at the end of the budget.
+            if self.reached is None and self.num_timesteps > self.checked:
+                self._evaluate()
+                self.checked = self.num_timesteps
+            self.end = time.perf_counter()
+
+    model = PPO(
+        hp["policy"], env, n_steps=hp["n_steps"], batch_size=hp["batch_size"],
+        gae_lambda=hp["gae_lambda"], gamma=hp["gamma"], n_epochs=hp["n_epochs"],
+        ent_coef=hp["ent_coef"], learning_rate=_linear(0.001), clip_range=_linear(0.2),
+        seed=seed, device="cpu", verbose=0,
+    )  # fmt: skip
+    cb = SolveCallback()
+    model.learn(total_timesteps=max_steps, callback=cb)
+    spent = cb.end - cb.start
+    env.close()
+    eval_env.close()
+    return Result(
+        impl="SB3 PPO",
+        seed=seed,
+        reached=cb.reached is not None,
+        steps=cb.reached[0] if cb.reached else None,
+        seconds=cb.reached[1] if cb.reached else None,
+        spent_seconds=spent,
+        spent_steps=int(model.num_timesteps),
+        evals=cb.evals,
+        last_eval=cb.last_eval,
+        extra={"torch_threads": torch.get_num_threads()},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting.
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _median(values: list[float | None]) -> float:
+    """Median with ``None`` (not reached) counted as +inf."""
+    return statistics.median([math.inf if v is None else v for v in values])
+
+
+def summarize(results: list[Result]) -> list[dict]:
+    impls = list(dict.fromkeys(r.impl for r in results))
+    rows = []
+    for impl in impls:
+        rs = [r for r in results if r.impl == impl]
+        rows.append(
+            {
+                "impl": impl,
+                "seeds": len(rs),
+                "reached": sum(r.reached for r in rs),
+                "median_seconds": _median([r.seconds for r in rs]),
+                "median_steps": _median([r.steps for r in rs]),
+            }
+        )
+    sb3 = next((r["median_seconds"] for r in rows if r["impl"] == "SB3 PPO"), None)
+    for row in rows:
+        ok = sb3 is not None and math.isfinite(sb3) and math.isfinite(row["median_seconds"])
+        row["x_faster_than_sb3"] = sb3 / row["median_seconds"] if ok else None
+    return rows
+
+
+def _finite_or_none(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "not reached"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def _fmt_steps(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "not reached"
+    return f"{x:,.0f}"
+
+
+def _fmt_ratio(x: float | None) -> str:
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:,.0f}x"
+    if x >= 10:
+        return f"{x:.1f}x"
+    return f"{x:.2f}x"
+
+
+def _progress(r: Result) -> str:
+    if r.reached:
+        return f"reached at {r.steps:,} steps, {r.seconds:.1f} s"
+    return f"not reached in {r.spent_steps:,} steps, {r.spent_seconds:.1f} s"
+
+
+def per_seed_table(results: list[Result], target: float = TARGET) -> str:
+    lines = [
+        f"| implementation | seed | reached {target:g}? | env steps | seconds | evals "
+        "| last eval mean | whole run: steps, s | start_run() call s |",
+        "|---|---:|:---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        last = f"{r.last_eval:.1f}" if r.last_eval is not None else "—"
+        call = f"{r.call_seconds:.1f}" if r.call_seconds is not None else "—"
+        lines.append(
+            f"| {r.impl} | {r.seed} | {'yes' if r.reached else 'no'} | {_fmt_steps(r.steps)} "
+            f"| {_fmt_s(r.seconds)} | {r.evals} | {last} "
+            f"| {r.spent_steps:,}, {r.spent_seconds:.1f} | {call} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_table(rows: list[dict], target: float = TARGET) -> str:
+    lines = [
+        f"| implementation | median seconds to {target:g} | median env steps | seeds reached "
+        "| x faster than SB3 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['impl']} | {_fmt_s(row['median_seconds'])} "
+            f"| {_fmt_steps(row['median_steps'])} | {row['reached']}/{row['seeds']} "
+            f"| {_fmt_ratio(row['x_faster_than_sb3'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _set_threads(threads: int) -> list[int]:
+    """Pin the process to ``threads`` cores (when fewer than it may use); torch to T threads."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if cores and threads < len(cores):
+        cores = cores[:threads]
+        os.sched_setaffinity(0, cores)
+    import torch
+
+    torch.set_num_threads(threads)
+    return cores
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (3; --quick: 1)")
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="env steps per run (300000; --quick: 150000)"
+    )
+    p.add_argument("--eval-every", type=int, default=10_000, help="env steps between evals (10000)")
+    p.add_argument("--eval-episodes", type=int, default=100, help="episodes per evaluation (100)")
+    p.add_argument("--target", type=float, default=TARGET, help="mean return to reach (475)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, every side (1)")
+    p.add_argument("--algos", default="ppo", help="renshu algorithms, comma-separated (ppo)")
+    p.add_argument(
+        "--sb3-eval-envs", type=int, default=None, help="SB3 eval vec env size (= episodes)"
+    )
+    p.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 150k-step budget")
+    args = p.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = 1 if args.quick else 3
+    if args.max_steps is None:
+        args.max_steps = 150_000 if args.quick else 300_000
+    if args.sb3_eval_envs is None:
+        args.sb3_eval_envs = args.eval_episodes
+    args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    known = ("ppo", "a2c")
+    if not args.algos or any(a not in known for a in args.algos):
+        p.error(f"--algos takes a comma-separated subset of {','.join(known)}")
+    for name in ("seeds", "max_steps", "eval_every", "eval_episodes", "threads", "sb3_eval_envs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[Result]:
+    args = parse_args(argv)
+    cores = _set_threads(args.threads)
+    import torch
+
+    sb3 = None
+    if not args.no_sb3:
+        try:
+            import stable_baselines3 as sb3
+        except ImportError:
+            print("stable-baselines3 is not installed: SB3 rows skipped", file=sys.stderr)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    # One-time imports before any clock runs (the first start_run() call would pay for them).
+    import renshu.runner.logging  # noqa: F401
+    import renshu.runner.loop  # noqa: F401
+    import renshu.viz.plots  # noqa: F401
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimizer imports dynamo
+
+    E, N, MAX = args.eval_every, args.eval_episodes, args.max_steps
+    results: list[Result] = []
+    for seed in range(args.seeds):
+        for algo in args.algos:
+            log(f"renshu {algo} seed {seed} ...")
+            r = run_renshu(algo, seed, MAX, E, N, args.threads, args.target)
+            results.append(r)
+            log(f"  {_progress(r)}")
+        if sb3 is not None:
+            log(f"SB3 PPO seed {seed} ...")
+            r = run_sb3(seed, MAX, E, N, args.sb3_eval_envs, args.threads, args.target)
+            results.append(r)
+            log(f"  {_progress(r)}")
+    rows = summarize(results)
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "stable-baselines3": _version("stable-baselines3"),
+        "gymnasium": _version("gymnasium"),
+        "numpy": _version("numpy"),
+        "renshu": _version("renshu"),
+    }
+    meta = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_used": cores,
+        "threads": args.threads,
+        "torch_threads": torch.get_num_threads(),
+        "seeds": list(range(args.seeds)),
+        "max_steps": MAX,
+        "eval_every": E,
+        "eval_episodes": N,
+        "sb3_eval_envs": args.sb3_eval_envs if sb3 is not None else None,
+        "target": args.target,
+        "sb3_hyperparameters": ZOO_PPO_CARTPOLE if sb3 is not None else None,
+        "versions": versions,
+    }
+    installed = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    print(f"# CartPole: wall-clock to mean return >= {args.target:g} ({time.strftime('%Y-%m-%d')})")
+    print()
+    print(f"- CPU: {meta['cpu']}, {meta['cores']} cores ({len(cores)} used: {cores})")
+    print(
+        f"- threads: {args.threads} on every side (torch.set_num_threads({args.threads}); "
+        "renshu's runner sets the same)"
+    )
+    print(f"- versions: {installed}")
+    print(
+        f"- solved = mean return >= {args.target:g} over {N} deterministic episodes, evaluated "
+        f"every {E:,} env steps; seconds = training + those evaluations up to the passing one; "
+        f"budget {MAX:,} env steps (learning rates anneal to 0 over it); seeds 0..{args.seeds - 1}"
+    )
+    print(
+        "- renshu: CartPole presets of `renshu.algos.PRESETS`, batched tensor env; "
+        "SB3: PPO with RL Zoo's tuned CartPole-v1 hyperparameters "
+        "(n_envs 8, n_steps 32, batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, ent_coef 0, "
+        f"lr lin_0.001, clip lin_0.2), DummyVecEnv, eval on a {args.sb3_eval_envs}-env vec env"
+    )
+    print()
+    print(per_seed_table(results, args.target))
+    print()
+    print(summary_table(rows, args.target))
+    if args.json:
+        # not reached: null (JSON has no Infinity)
+        finite = [{k: _finite_or_none(v) for k, v in row.items()} for row in rows]
+        with open(args.json, "w") as f:
+            json.dump(
+                {"meta": meta, "results": [asdict(r) for r in results], "summary": finite},
+                f,
+                indent=2,
+            )
+    return results
+
+
+if __name__ == "__main__":
+    main()
