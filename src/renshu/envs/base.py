@@ -180,10 +180,20 @@ def random_legal_actions(mask: torch.Tensor, generator: torch.Generator) -> torc
         noise = torch.rand(mask.shape, generator=generator, device=mask.device)
         return noise.masked_fill_(~mask, -1.0).argmax(dim=1)
     count, kth = _kth_legal_tables(num_actions, mask.device)
-    m = mask.to(torch.int64)
-    code = m[:, 0]
-    for a in range(1, num_actions):
-        code = code | (m[:, a] << a)
+    if num_actions in (2, 4, 8) and mask.is_contiguous():
+        # The row's bools as one integer (one byte per action): gather bit 0 of each byte.
+        word = mask.view(torch.uint8).view(
+            {2: torch.int16, 4: torch.int32, 8: torch.int64}[num_actions]
+        )
+        word = word.view(-1).to(torch.int64)
+        code = word & 1
+        for a in range(1, num_actions):
+            code = code | ((word >> (7 * a)) & (1 << a))
+    else:
+        m = mask.to(torch.int64)
+        code = m[:, 0]
+        for a in range(1, num_actions):
+            code = code | (m[:, a] << a)
     k = (u * count.index_select(0, code)).to(torch.int64)
     return kth.index_select(0, code * num_actions + k)
 

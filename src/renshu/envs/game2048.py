@@ -160,11 +160,12 @@ def _spawn_cell(b: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.T
     four = (scaled - k) < 0.1
     target = k.to(torch.int64) + 1
     # Binary search for the first nibble whose prefix count reaches k + 1.
+    # (count - target) >> 63 is -1 where the count is below the target, else 0.
     pos = torch.zeros_like(b)
     for step in (8, 4, 2, 1):
         probe = pos + (step - 1)
-        below = ((prefix >> (probe * 4)) & 0xF) < target
-        pos = pos + below * step
+        below = (((prefix >> (probe * 4)) & 0xF) - target) >> 63
+        pos = pos + (below & step)
     return pos, 1 + four.to(torch.int64)
 
 
@@ -190,9 +191,14 @@ def legal_moves(b: torch.Tensor) -> torch.Tensor:
     return _legal(b, transpose(b))[0]
 
 
-def _select(condition: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``torch.where`` for int64 by bit masks (cheaper than where on CPU)."""
-    return y ^ ((x ^ y) & -condition.to(torch.int64))
+def _ones(condition: torch.Tensor) -> torch.Tensor:
+    """Bool -> int64 with all 64 bits set where true (a mask for :func:`_select`)."""
+    return -condition.to(torch.int64)
+
+
+def _select(ones: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x`` where ``ones`` (from :func:`_ones`) has its bits set, else ``y``."""
+    return y ^ ((x ^ y) & ones)
 
 
 def _slide(src: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +218,7 @@ def _move(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move boards ``b`` (transposes ``t``): (new boards, their transposes, rewards)."""
     action = action.to(torch.int64)
-    vertical = action >= 2
+    vertical = _ones(action >= 2)
     moved, reward = _slide(_select(vertical, t, b), action & 1)
     other = transpose(moved)
     return _select(vertical, other, moved), _select(vertical, moved, other), reward
@@ -338,8 +344,9 @@ class Game2048:
         u = torch.rand(moved.shape, generator=generator, device=moved.device)
         pos, tile = _spawn_cell(moved, u)
         pos_t = ((pos & 3) << 2) | (pos >> 2)  # the same cell in the transposed board
-        board = _select(changed, moved | (tile << (pos * 4)), b)
-        trans = _select(changed, moved_t | (tile << (pos_t * 4)), t)
+        ones = _ones(changed)
+        board = _select(ones, moved | (tile << (pos * 4)), b)
+        trans = _select(ones, moved_t | (tile << (pos_t * 4)), t)
         reward = reward * changed
         legal, terminated = _legal(board, trans)
         score = state.score + reward.to(torch.int64)
