@@ -84,6 +84,14 @@ def measure_throughput(env, seconds: float, seed: int = 0, warmup_steps: int = 5
                 return steps * env.num_envs / elapsed
 
 
+def _env_options(pairs: list[str]) -> dict[str, str]:
+    """``["obs=onehot", ...]`` from repeated --env-option flags -> ``{"obs": "onehot"}``."""
+    bad = [kv for kv in pairs if "=" not in kv]
+    if bad:
+        raise ValueError(f"--env-option takes KEY=VALUE, got {bad[0]!r}")
+    return dict(kv.split("=", 1) for kv in pairs)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from renshu.envs.base import resolve_device
     from renshu.envs.registry import make_env
@@ -91,7 +99,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    env = make_env(args.env, num_envs=args.num_envs, device=device, seed=args.seed)
+    options = _env_options(args.env_option)
+    env = make_env(args.env, num_envs=args.num_envs, device=device, seed=args.seed, **options)
     env.check = False  # actions come from the mask: skip the per-step host-side check
     sps = measure_throughput(env, args.seconds, seed=args.seed)
     result = {
@@ -206,10 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             RunSpec, {k: values.pop(k) for k in list(values) if k in TRAIN_RUN_FLAGS}
         )
         values.update(overrides_from_args(args, cls.config_class))
-        bad = [kv for kv in args.env_option if "=" not in kv]
-        if bad:
-            raise ValueError(f"--env-option takes KEY=VALUE, got {bad[0]!r}")
-        options = dict(kv.split("=", 1) for kv in args.env_option)
+        options = _env_options(args.env_option)
         spec = RunSpec(algo=args.algo, env=args.env, env_options=options, **run_values)
         for name in TRAIN_RUN_FLAGS:
             if getattr(args, name) is not None:
@@ -329,6 +335,8 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. compile=true (repeatable)")  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("record", help="write an animation (.gif or .mp4) of an agent playing")

@@ -34,6 +34,10 @@ Observations (``obs``):
   empty cells).
 * ``"log2"``: float32 ``[4, 4]`` exponents (log2 of the tile, 0 for empty).
 * ``"raw"``: float32 ``[4, 4]`` tile values divided by 2048.
+
+``compile=True`` runs the move-spawn-legality core through ``torch.compile``, which fuses its
+~80 elementwise ops into a few loops (about 3x faster on CPU at large batches; the first step
+of each batch size pays a compilation of tens of seconds). Same results as eager.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ INVALID_MOVE_MODES = ("mask", "noop")
 MAX_EXPONENT = 15
 
 _NIBBLE_LOW_BITS = 0x1111111111111111
+_HALF_LOW_BITS = 0x11111111
 
 
 def _i64(x: int) -> int:
@@ -152,20 +157,29 @@ def _spawn_cell(b: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.T
     0..15, exponent 1 or 2). Boards must have an empty cell and at least one tile.
     """
     empty = _empty_cells(b)
-    # Nibble i of `prefix` counts the empty cells among nibbles 0..i (no carries: counts <= 15).
-    prefix = empty * _NIBBLE_LOW_BITS
-    count = ((prefix >> 60) & 0xF).to(u.dtype)
+    # Per half board (8 nibbles), nibble i of `prefix` counts the empty cells among nibbles
+    # 0..i of that half. Halves keep every product below 2**63: no overflow, also in compiled
+    # code (where signed overflow is undefined).
+    prefix_lo = ((empty & 0xFFFFFFFF) * _HALF_LOW_BITS) & 0xFFFFFFFF
+    prefix_hi = (((empty >> 32) & 0xFFFFFFFF) * _HALF_LOW_BITS) & 0xFFFFFFFF
+    count_lo = prefix_lo >> 28
+    count = (count_lo + (prefix_hi >> 28)).to(u.dtype)
     scaled = u * count
     k = scaled.floor()
     four = (scaled - k) < 0.1
     target = k.to(torch.int64) + 1
-    # Binary search for the first nibble whose prefix count reaches k + 1.
-    # (count - target) >> 63 is -1 where the count is below the target, else 0.
-    pos = torch.zeros_like(b)
-    for step in (8, 4, 2, 1):
-        probe = pos + (step - 1)
+    # (x - y) >> 63 is -1 (all bits set) where x < y, else 0.
+    upper = (count_lo - target) >> 63  # the k-th empty cell lies in the upper half
+    prefix = prefix_lo ^ ((prefix_lo ^ prefix_hi) & upper)
+    target = target - (count_lo & upper)
+    # Binary search for the first nibble of that half whose count reaches the target.
+    pos = 8 & upper
+    local = torch.zeros_like(b)
+    for step in (4, 2, 1):
+        probe = local + (step - 1)
         below = (((prefix >> (probe * 4)) & 0xF) - target) >> 63
-        pos = pos + (below & step)
+        local = local + (below & step)
+    pos = pos + local
     return pos, 1 + four.to(torch.int64)
 
 
@@ -175,9 +189,12 @@ def _spawn(b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return b | (tile << (pos * 4))
 
 
-def _legal(b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+Tables = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _legal(b: torch.Tensor, t: torch.Tensor, tables: Tables) -> tuple[torch.Tensor, torch.Tensor]:
     """Legal moves ``[n, 4]`` of boards ``b`` (transposes ``t``) and game over ``[n]``."""
-    _, canmove, any_row = _tables(b.device)
+    _, canmove, any_row = tables
     rows = _rows(torch.stack([b, t], dim=1))  # [n, 8]: 4 rows, then 4 columns
     bits = canmove.index_select(0, rows.view(-1)).view(-1, 2, 4)
     word = bits.view(torch.int32)  # [n, 2, 1]: the four row bytes of rows / of columns
@@ -188,7 +205,7 @@ def _legal(b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 def legal_moves(b: torch.Tensor) -> torch.Tensor:
     """``[n, 4]`` bool: which of left, right, up, down change each board."""
-    return _legal(b, transpose(b))[0]
+    return _legal(b, transpose(b), _tables(b.device))[0]
 
 
 def _ones(condition: torch.Tensor) -> torch.Tensor:
@@ -201,9 +218,11 @@ def _select(ones: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return y ^ ((x ^ y) & ones)
 
 
-def _slide(src: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _slide(
+    src: torch.Tensor, right: torch.Tensor, tables: Tables
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Slide every row of ``src`` left (``right`` = 0) or right (1): (new boards, rewards)."""
-    table, _, _ = _tables(src.device)
+    table = tables[0]
     index = _rows(src).view(-1, 4) + (right << 16).to(torch.int32).unsqueeze(1)
     packed = table.index_select(0, index.view(-1)).view(-1, 4)
     # The low 16 bits of the four packed rows, laid side by side, are the new board.
@@ -214,19 +233,19 @@ def _slide(src: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def _move(
-    b: torch.Tensor, t: torch.Tensor, action: torch.Tensor
+    b: torch.Tensor, t: torch.Tensor, action: torch.Tensor, tables: Tables
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move boards ``b`` (transposes ``t``): (new boards, their transposes, rewards)."""
     action = action.to(torch.int64)
     vertical = _ones(action >= 2)
-    moved, reward = _slide(_select(vertical, t, b), action & 1)
+    moved, reward = _slide(_select(vertical, t, b), action & 1, tables)
     other = transpose(moved)
     return _select(vertical, other, moved), _select(vertical, moved, other), reward
 
 
 def move(b: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one move per board (no spawn). Returns (new boards, merge rewards as float32)."""
-    moved, _, reward = _move(b, transpose(b), action)
+    moved, _, reward = _move(b, transpose(b), action, _tables(b.device))
     return moved, reward
 
 
@@ -264,6 +283,37 @@ def tiles(b: torch.Tensor) -> torch.Tensor:
     return torch.where(e > 0, 1 << e, 0)
 
 
+def _step_boards(
+    b: torch.Tensor,
+    t: torch.Tensor,
+    action: torch.Tensor,
+    u: torch.Tensor,
+    move_table: torch.Tensor,
+    canmove: torch.Tensor,
+    any_row: torch.Tensor,
+):
+    """One move + spawn for boards ``b`` (transposes ``t``) with uniforms ``u``.
+
+    Returns (boards, transposes, rewards, legal moves, game over). A pure tensor function, so
+    ``torch.compile`` can fuse it into a few loops (``Game2048(compile=True)``).
+    """
+    tables = (move_table, canmove, any_row)
+    moved, moved_t, reward = _move(b, t, action, tables)
+    changed = moved != b
+    pos, tile = _spawn_cell(moved, u)
+    pos_t = ((pos & 3) << 2) | (pos >> 2)  # the same cell in the transposed board
+    ones = _ones(changed)
+    board = _select(ones, moved | (tile << (pos * 4)), b)
+    trans = _select(ones, moved_t | (tile << (pos_t * 4)), t)
+    legal, terminated = _legal(board, trans, tables)
+    return board, trans, reward * changed, legal, terminated
+
+
+@functools.cache
+def _compiled_step_boards():
+    return torch.compile(_step_boards, dynamic=False)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -282,7 +332,7 @@ class Game2048:
     num_actions = 4
     action_meanings = ACTIONS
 
-    def __init__(self, obs: str = "exponent", invalid_move: str = "mask"):
+    def __init__(self, obs: str = "exponent", invalid_move: str = "mask", compile: bool = False):
         if obs not in OBS_MODES:
             raise ValueError(f"obs must be one of {OBS_MODES}, got {obs!r}")
         if invalid_move not in INVALID_MOVE_MODES:
@@ -291,6 +341,11 @@ class Game2048:
             )
         self.obs = obs
         self.invalid_move = invalid_move
+        if isinstance(compile, str):  # from the command line (--env-option compile=true)
+            if compile.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"compile must be true or false, got {compile!r}")
+            compile = compile.lower() in ("true", "1", "yes")
+        self.compile = bool(compile)
         if obs == "exponent":
             self.observation_space = gym.spaces.Box(0, MAX_EXPONENT, (4, 4), np.uint8)
         elif obs == "onehot":
@@ -303,7 +358,10 @@ class Game2048:
             )
 
     def __repr__(self) -> str:
-        return f"Game2048(obs={self.obs!r}, invalid_move={self.invalid_move!r})"
+        return (
+            f"Game2048(obs={self.obs!r}, invalid_move={self.invalid_move!r}, "
+            f"compile={self.compile})"
+        )
 
     # -- pure functions ---------------------------------------------------------------------
 
@@ -333,22 +391,18 @@ class Game2048:
         if score is None:
             score = torch.zeros_like(board)
         t = transpose(board)
-        return State2048(board=board, score=score, legal=_legal(board, t)[0], transposed=t)
+        legal = _legal(board, t, _tables(board.device))[0]
+        return State2048(board=board, score=score, legal=legal, transposed=t)
 
     def step(
         self, state: State2048, action: torch.Tensor, generator: torch.Generator
     ) -> tuple[State2048, torch.Tensor, torch.Tensor]:
-        b, t = state.board, state.transposed
-        moved, moved_t, reward = _move(b, t, action)
-        changed = moved != b
-        u = torch.rand(moved.shape, generator=generator, device=moved.device)
-        pos, tile = _spawn_cell(moved, u)
-        pos_t = ((pos & 3) << 2) | (pos >> 2)  # the same cell in the transposed board
-        ones = _ones(changed)
-        board = _select(ones, moved | (tile << (pos * 4)), b)
-        trans = _select(ones, moved_t | (tile << (pos_t * 4)), t)
-        reward = reward * changed
-        legal, terminated = _legal(board, trans)
+        b = state.board
+        u = torch.rand(b.shape, generator=generator, device=b.device)
+        step = _compiled_step_boards() if self.compile else _step_boards
+        board, trans, reward, legal, terminated = step(
+            b, state.transposed, action, u, *_tables(b.device)
+        )
         score = state.score + reward.to(torch.int64)
         new = State2048(board=board, score=score, legal=legal, transposed=trans)
         return new, reward, terminated

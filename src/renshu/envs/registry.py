@@ -45,6 +45,7 @@ NATIVE_ENVS: dict[str, EnvSpec] = {
         options={
             "obs": "exponent | onehot | log2 | raw",
             "invalid_move": "mask | noop",
+            "compile": "false | true (fuse the step with torch.compile)",
         },
     ),
     "cartpole": EnvSpec(
