@@ -220,14 +220,19 @@ def measure(
     return calls * batch / elapsed
 
 
-def bench_renshu(obs: str, batch: int, seconds: float, warmup: float, seed: int) -> float:
+def bench_renshu(
+    obs: str, batch: int, seconds: float, warmup: float, seed: int, compile: bool = False
+) -> float:
     import torch
 
     from renshu.envs.base import FunctionalEnv, random_legal_actions
     from renshu.envs.game2048 import Game2048
 
-    env = FunctionalEnv(Game2048(obs=obs), num_envs=batch, device="cpu", check=False, seed=seed)
+    game = Game2048(obs=obs, compile=compile)
+    env = FunctionalEnv(game, num_envs=batch, device="cpu", check=False, seed=seed)
     _, info = env.reset(seed=seed)
+    if compile:  # compile outside the clock (like pgx's jit)
+        env.step(random_legal_actions(info["action_mask"], torch.Generator().manual_seed(0)))
     gen = torch.Generator().manual_seed(seed)
     holder = {"mask": info["action_mask"]}
 
@@ -451,6 +456,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
             log(f"renshu obs={obs} batch={b} ...")
             rate = bench_renshu(obs, b, seconds, warmup, seed)
             results.append(Result("renshu", f"{label} (`{obs}`)", b, rate))
+    # renshu with the step fused by torch.compile (Game2048(compile=True)), default obs.
+    for b in big:
+        log(f"renshu compile=True batch={b} ...")
+        rate = bench_renshu("exponent", b, seconds, warmup, seed, compile=True)
+        results.append(Result("renshu compile=True", "uint8[4,4] exponents (`exponent`)", b, rate))
 
     # pgx.
     try:
@@ -468,7 +478,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
             )
 
     _add_ratios(results)
-    order = {"per-game Python": 0, "gymnasium-2048": 1, "renshu": 2, "pgx": 3}
+    order = {
+        "per-game Python": 0,
+        "gymnasium-2048": 1,
+        "renshu": 2,
+        "renshu compile=True": 3,
+        "pgx": 4,
+    }
     results.sort(key=lambda r: (r.batch or float("inf"), order[r.impl], r.obs))
 
     versions = {
