@@ -33,7 +33,6 @@ with T = 1 XLA's multi-threaded Eigen is also switched off.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import platform
@@ -45,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
 import numpy as np
+
+from _common import cpu_model, version  # benchmarks/_common.py (this folder)
 
 # ---------------------------------------------------------------------------------------------
 # The per-game Python baseline: 2048 as it is usually written, one game per object.
@@ -316,24 +317,6 @@ def bench_pgx(batch: int, seconds: float, warmup: float, seed: int) -> tuple[flo
 # Reporting.
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _fmt_rate(x: float | None) -> str:
     if x is None:
         return "—"
@@ -488,17 +471,17 @@ def main(argv: list[str] | None = None) -> list[Result]:
     results.sort(key=lambda r: (r.batch or float("inf"), order[r.impl], r.obs))
 
     versions = {
-        "python": platform.python_version(),
+        "python": platform.pythonversion(),
         "numpy": np.__version__,
         "torch": torch.__version__,
-        "jax": _version("jax"),
-        "jaxlib": _version("jaxlib"),
-        "pgx": _version("pgx"),
-        "gymnasium": _version("gymnasium"),
-        "gymnasium-2048": _version("gymnasium-2048"),
+        "jax": version("jax"),
+        "jaxlib": version("jaxlib"),
+        "pgx": version("pgx"),
+        "gymnasium": version("gymnasium"),
+        "gymnasium-2048": version("gymnasium-2048"),
     }
     meta = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cores_used": cores,
         "threads": args.threads,

@@ -43,7 +43,6 @@ when half or more of the seeds fail).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
 import os
@@ -53,6 +52,8 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+
+from _common import cpu_model, version  # benchmarks/_common.py (this folder)
 
 TARGET = 475.0  # CartPole-v1's reward threshold
 
@@ -234,24 +235,6 @@ def run_sb3(
 # Reporting.
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _median(values: list[float | None]) -> float:
     """Median with ``None`` (not reached) counted as +inf."""
     return statistics.median([math.inf if v is None else v for v in values])
@@ -426,15 +409,15 @@ def main(argv: list[str] | None = None) -> list[Result]:
     rows = summarize(results)
 
     versions = {
-        "python": platform.python_version(),
+        "python": platform.pythonversion(),
         "torch": torch.__version__,
-        "stable-baselines3": _version("stable-baselines3"),
-        "gymnasium": _version("gymnasium"),
-        "numpy": _version("numpy"),
-        "renshu": _version("renshu"),
+        "stable-baselines3": version("stable-baselines3"),
+        "gymnasium": version("gymnasium"),
+        "numpy": version("numpy"),
+        "renshu": version("renshu"),
     }
     meta = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cores_used": cores,
         "threads": args.threads,

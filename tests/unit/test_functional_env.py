@@ -29,16 +29,6 @@ LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 MERGE_INTO_GAME_OVER = [[2, 4, 2, 4], [4, 2, 4, 2], [2, 4, 2, 8], [4, 4, 16, 32]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Many small tensor ops: one thread avoids OpenMP hand-off overhead, which dominates on a busy
-    2-core machine. Results are identical for any number of threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def board(rows: list[list[int]]) -> torch.Tensor:
     return board_from_tiles([rows])
 

@@ -31,16 +31,6 @@ LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 CHI2_CRIT_1E6 = {1: 23.928, 2: 27.631, 11: 48.866, 14: 54.635, 15: 56.493, 119: 207.199}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Many small tensor ops: one thread avoids OpenMP hand-off overhead, which dominates on a busy
-    2-core machine. Results are identical for any number of threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def board(rows: list[list[int]]) -> torch.Tensor:
     """A batch of one board from 4 rows of tile values."""
     return board_from_tiles([rows])

@@ -21,8 +21,9 @@ from torch import nn
 from renshu.config import check
 from renshu.core.nets import adam
 from renshu.core.policy import (
-    ActorCritic,
     action_probabilities,
+    anneal_learning_rate,
+    build_actor_critic,
     explained_variance,
     load_on_policy_state,
     log_prob_entropy,
@@ -99,12 +100,7 @@ class A2C:
         self.env = env
         self.config = config
         self.device = env.device
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        torch.manual_seed(seed)  # network initialisation
-        self.policy = ActorCritic(
-            env.observation_space, env.num_actions, config.hidden, config.activation,
-            config.shared_torso,
-        ).to(self.device)  # fmt: skip
+        self.generator, self.policy = build_actor_critic(env, config, seed)
         params = self.policy.parameters()
         if config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
@@ -128,9 +124,7 @@ class A2C:
 
     def update(self) -> dict:
         cfg = self.config
-        lr = cfg.learning_rate * (1.0 - self.progress) if cfg.anneal_lr else cfg.learning_rate
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = anneal_learning_rate(self.optimizer, cfg, self.progress)
         ro = self.collector.collect(self.policy)
         self.env_steps += self.steps_per_update
         advantages, returns = gae(

@@ -24,8 +24,9 @@ from torch import nn
 from renshu.config import check
 from renshu.core.nets import adam
 from renshu.core.policy import (
-    ActorCritic,
     action_probabilities,
+    anneal_learning_rate,
+    build_actor_critic,
     explained_variance,
     load_on_policy_state,
     log_prob_entropy,
@@ -121,15 +122,7 @@ class PPO:
         self.env = env
         self.config = config
         self.device = env.device
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        torch.manual_seed(seed)  # network initialisation
-        self.policy = ActorCritic(
-            env.observation_space,
-            env.num_actions,
-            config.hidden,
-            config.activation,
-            config.shared_torso,
-        ).to(self.device)
+        self.generator, self.policy = build_actor_critic(env, config, seed)
         self.optimizer = adam(self.policy.parameters(), config.learning_rate)
         self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
         self.progress = 0.0  # fraction of the run's budget used, set by the runner
@@ -147,9 +140,7 @@ class PPO:
 
     def update(self) -> dict:
         cfg = self.config
-        lr = cfg.learning_rate * (1.0 - self.progress) if cfg.anneal_lr else cfg.learning_rate
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = anneal_learning_rate(self.optimizer, cfg, self.progress)
 
         ro = self.collector.collect(self.policy)
         self.env_steps += self.steps_per_update

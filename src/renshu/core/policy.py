@@ -68,6 +68,28 @@ class ActorCritic(nn.Module):
         return self.actor_head(self.actor_torso(obs))
 
 
+def build_actor_critic(env, config, seed: int) -> tuple[torch.Generator, ActorCritic]:
+    """The sampling generator and the network of an on-policy algorithm, both from ``seed``.
+
+    ``config`` has ``hidden``, ``activation`` and ``shared_torso``.
+    """
+    generator = torch.Generator(device=env.device).manual_seed(seed)
+    torch.manual_seed(seed)  # network initialisation
+    policy = ActorCritic(
+        env.observation_space, env.num_actions, config.hidden, config.activation,
+        config.shared_torso,
+    ).to(env.device)  # fmt: skip
+    return generator, policy
+
+
+def anneal_learning_rate(optimizer: torch.optim.Optimizer, config, progress: float) -> float:
+    """Set the learning rate for ``progress`` (0..1) of the run: linear to 0 if annealing."""
+    lr = config.learning_rate * (1.0 - progress) if config.anneal_lr else config.learning_rate
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 @torch.no_grad()
 def policy_actions(
     policy: ActorCritic,
