@@ -25,7 +25,7 @@ PIP="$VPY -m pip --disable-pip-version-check -q"
 
 if ! $VPY -c "import torch" >/dev/null 2>&1; then
   echo "set-up: installing torch==${RENSHU_TORCH_VERSION:-2.13.0} (CPU build)"
-  $PIP install "torch==${RENSHU_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "^WARNING: Location" || true
+  $PIP install "torch==${RENSHU_TORCH_VERSION:-2.13.0}" numpy 2>&1 | grep -v "^WARNING: Location" || true
   $VPY -c "import torch" || { echo "set-up: torch failed to install" >&2; exit 1; }
 fi
 
