@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import shutil
 import signal
@@ -346,10 +345,7 @@ class Trainer:
         if self.spec.animation:
             from renshu.runner.record import record_episode
 
-            try:
-                record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
-            except NotImplementedError:
-                pass
+            record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -463,6 +459,3 @@ def _version() -> str:
     from renshu import __version__
 
     return __version__
-
-
-_ = math
