@@ -167,6 +167,15 @@ class Trainer:
             parts.append(wall / (60.0 * self.spec.minutes))
         return min(1.0, max(parts))
 
+    def eval_due(self, before: int, steps: int, before_frac: float, frac: float) -> bool:
+        """Evaluate after this update? Every ``eval_every`` env steps (default a tenth of the
+        step budget); with only a --minutes budget, at every tenth of the time; and at the end."""
+        if self.spec.eval_every is None and self.total_steps() is None:
+            return int(10 * frac) > int(10 * before_frac)
+        interval = self.eval_interval()
+        total = self.total_steps()
+        return steps // interval > before // interval or (total is not None and steps >= total)
+
     def eval_interval(self) -> int:
         if self.spec.eval_every is not None:
             return self.spec.eval_every
@@ -236,7 +245,6 @@ class Trainer:
     def train(self) -> dict:
         logger = self.logger_cls(self.run_dir, resume_step=self.resume_step)
         total = self.total_steps()
-        interval = self.eval_interval()
         start = time.perf_counter() - self.wall_offset
         bar = None
         if self.progress_bar:
@@ -270,7 +278,7 @@ class Trainer:
                 metrics["charts/steps_per_second"] = steps / max(wall, 1e-9)
                 if self.recent:
                     metrics["charts/return_recent_mean"] = sum(self.recent) / len(self.recent)
-                if steps // interval > before // interval or (total is not None and steps >= total):
+                if self.eval_due(before, steps, self.algo.progress, self.fraction_done(wall)):
                     ev = self.run_eval()
                     self.last_eval = ev
                     metrics["eval/mean_return"] = ev["mean_return"]
