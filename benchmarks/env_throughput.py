@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     results.sort(key=lambda r: (r.batch or float("inf"), order[r.impl], r.obs))
 
     versions = {
-        "python": platform.pythonversion(),
+        "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch.__version__,
         "jax": version("jax"),

@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     rows = summarize(results)
 
     versions = {
-        "python": platform.pythonversion(),
+        "python": platform.python_version(),
         "torch": torch.__version__,
         "stable-baselines3": version("stable-baselines3"),
         "gymnasium": version("gymnasium"),
