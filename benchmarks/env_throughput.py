@@ -45,7 +45,13 @@ from itertools import pairwise
 
 import numpy as np
 
-from _common import cpu_model, version  # benchmarks/_common.py (this folder)
+from _common import (  # benchmarks/_common.py (this folder)
+    cpu_model,
+    fmt_rate,
+    fmt_ratio,
+    set_threads,
+    version,
+)
 
 # ---------------------------------------------------------------------------------------------
 # The per-game Python baseline: 2048 as it is usually written, one game per object.
@@ -317,37 +323,17 @@ def bench_pgx(batch: int, seconds: float, warmup: float, seed: int) -> tuple[flo
 # Reporting.
 
 
-def _fmt_rate(x: float | None) -> str:
-    if x is None:
-        return "—"
-    if x >= 1e6:
-        return f"{x / 1e6:,.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:,.1f} k"
-    return f"{x:,.0f}"
-
-
-def _fmt_ratio(x: float | None) -> str:
-    if x is None:
-        return "—"
-    if x >= 100:
-        return f"{x:,.0f}x"
-    if x >= 10:
-        return f"{x:.1f}x"
-    return f"{x:.2f}x"
-
-
 def markdown_table(results: list[Result]) -> str:
     lines = [
         "| implementation | obs | batch | steps/s | x per-game | x pgx (same batch) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in results:
-        rate = _fmt_rate(r.steps_per_s) if r.steps_per_s is not None else r.note
+        rate = fmt_rate(r.steps_per_s) if r.steps_per_s is not None else r.note
         lines.append(
             f"| {r.impl} | {r.obs} | {f'{r.batch:,}' if r.batch else '—'} | {rate} "
-            f"| {_fmt_ratio(r.x_per_game)} "
-            f"| {_fmt_ratio(r.x_pgx)} |"
+            f"| {fmt_ratio(r.x_per_game)} "
+            f"| {fmt_ratio(r.x_pgx)} |"
         )
     return "\n".join(lines)
 
@@ -366,18 +352,11 @@ def _add_ratios(results: list[Result]) -> None:
 
 def _set_threads(threads: int) -> list[int]:
     """Pin the process to ``threads`` cores (when fewer than it may use) before jax loads."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if cores and threads < len(cores):
-        cores = cores[:threads]
-        os.sched_setaffinity(0, cores)
     if threads == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         if "xla_cpu_multi_thread_eigen" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
-    import torch
-
-    torch.set_num_threads(threads)
-    return cores
+    return set_threads(threads)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -53,7 +53,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from _common import cpu_model, version  # benchmarks/_common.py (this folder)
+from _common import (  # benchmarks/_common.py (this folder)
+    cpu_model,
+    fmt_ratio,
+    set_threads,
+    version,
+)
 
 TARGET = 475.0  # CartPole-v1's reward threshold
 
@@ -277,16 +282,6 @@ def _fmt_steps(x: float | None) -> str:
     return f"{x:,.0f}"
 
 
-def _fmt_ratio(x: float | None) -> str:
-    if x is None:
-        return "—"
-    if x >= 100:
-        return f"{x:,.0f}x"
-    if x >= 10:
-        return f"{x:.1f}x"
-    return f"{x:.2f}x"
-
-
 def _progress(r: Result) -> str:
     if r.reached:
         return f"reached at {r.steps:,} steps, {r.seconds:.1f} s"
@@ -320,21 +315,9 @@ def summary_table(rows: list[dict], target: float = TARGET) -> str:
         lines.append(
             f"| {row['impl']} | {_fmt_s(row['median_seconds'])} "
             f"| {_fmt_steps(row['median_steps'])} | {row['reached']}/{row['seeds']} "
-            f"| {_fmt_ratio(row['x_faster_than_sb3'])} |"
+            f"| {fmt_ratio(row['x_faster_than_sb3'])} |"
         )
     return "\n".join(lines)
-
-
-def _set_threads(threads: int) -> list[int]:
-    """Pin the process to ``threads`` cores (when fewer than it may use); torch to T threads."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if cores and threads < len(cores):
-        cores = cores[:threads]
-        os.sched_setaffinity(0, cores)
-    import torch
-
-    torch.set_num_threads(threads)
-    return cores
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -373,7 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = parse_args(argv)
-    cores = _set_threads(args.threads)
+    cores = set_threads(args.threads)
     import torch
 
     sb3 = None

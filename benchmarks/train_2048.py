@@ -47,7 +47,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import cpu_model, version  # benchmarks/_common.py (this folder)
+from _common import (  # benchmarks/_common.py (this folder)
+    cpu_model,
+    fmt_rate,
+    fmt_ratio,
+    set_threads,
+    version,
+)
 
 ORIGINAL_STEPS_PER_S = 240.0  # the issue's "original program" (per-step PyTorch PPO); not measured
 TARGET_STEPS_PER_S = 25_000.0  # the issue's throughput target
@@ -226,22 +232,6 @@ def _targets(trained: dict) -> dict:
 # Reporting.
 
 
-def _fmt_rate(x: float) -> str:
-    if x >= 1e6:
-        return f"{x / 1e6:,.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:,.1f} k"
-    return f"{x:,.0f}"
-
-
-def _fmt_ratio(x: float) -> str:
-    if x >= 100:
-        return f"{x:,.0f}x"
-    if x >= 10:
-        return f"{x:.1f}x"
-    return f"{x:.2f}x"
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -251,26 +241,26 @@ def throughput_table(tp: dict | None, split: dict | None) -> str:
         "| program | env steps/s (collection + learning) | x original | share of target |",
         "|---|---:|---:|---:|",
         "| original program (per-step PyTorch PPO; the issue's figure, not measured here) "
-        f"| {_fmt_rate(ORIGINAL_STEPS_PER_S)} | 1x "
+        f"| {fmt_rate(ORIGINAL_STEPS_PER_S)} | 1x "
         f"| {_pct(ORIGINAL_STEPS_PER_S / TARGET_STEPS_PER_S)} |",
     ]
     if tp is not None:
         r = tp["steps_per_second"]
         lines.append(
             f"| renshu PPO, runner end to end ({tp['wall_seconds']:.0f} s, "
-            f"{tp['env_steps']:,} steps, {tp['updates']} updates) | {_fmt_rate(r)} "
-            f"| {_fmt_ratio(r / ORIGINAL_STEPS_PER_S)} | {_pct(r / TARGET_STEPS_PER_S)} |"
+            f"{tp['env_steps']:,} steps, {tp['updates']} updates) | {fmt_rate(r)} "
+            f"| {fmt_ratio(r / ORIGINAL_STEPS_PER_S)} | {_pct(r / TARGET_STEPS_PER_S)} |"
         )
     if split is not None:
         r = split["steps_per_second"]
         lines.append(
             f"| renshu PPO, `algo.update()` alone ({split['updates']} updates after a warm-up) "
-            f"| {_fmt_rate(r)} | {_fmt_ratio(r / ORIGINAL_STEPS_PER_S)} "
+            f"| {fmt_rate(r)} | {fmt_ratio(r / ORIGINAL_STEPS_PER_S)} "
             f"| {_pct(r / TARGET_STEPS_PER_S)} |"
         )
     lines.append(
-        f"| target (the issue) | {_fmt_rate(TARGET_STEPS_PER_S)} "
-        f"| {_fmt_ratio(TARGET_STEPS_PER_S / ORIGINAL_STEPS_PER_S)} | 100% |"
+        f"| target (the issue) | {fmt_rate(TARGET_STEPS_PER_S)} "
+        f"| {fmt_ratio(TARGET_STEPS_PER_S / ORIGINAL_STEPS_PER_S)} | 100% |"
     )
     return "\n".join(lines)
 
@@ -298,9 +288,7 @@ def split_table(split: dict) -> str:
     ]
     for name, sec in rows:
         rate = per * n / sec if sec > 0 else float("inf")
-        lines.append(
-            f"| {name} | {1000 * sec / n:,.0f} | {_pct(sec / total)} | {_fmt_rate(rate)} |"
-        )
+        lines.append(f"| {name} | {1000 * sec / n:,.0f} | {_pct(sec / total)} | {fmt_rate(rate)} |")
     return "\n".join(lines)
 
 
@@ -362,18 +350,6 @@ def targets_table(st: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _set_threads(threads: int) -> list[int]:
-    """Pin the process to ``threads`` cores (when fewer than it may use); torch to T threads."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if cores and threads < len(cores):
-        cores = cores[:threads]
-        os.sched_setaffinity(0, cores)
-    import torch
-
-    torch.set_num_threads(threads)
-    return cores
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -422,7 +398,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    cores = _set_threads(args.threads)
+    cores = set_threads(args.threads)
     import torch
 
     # One-time imports before any clock runs.
