@@ -285,6 +285,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = [("mean return", "mean_return", "{:.1f}"), ("std return", "std_return", "{:.1f}")]
     if "mean_score" in result:
         rows.append(("mean score", "mean_score", "{:.1f}"))
+    if "success_rate" in result:
+        rows.append(("success rate", "success_rate", "{:.1%}"))
     for label, key, fmt in rows:
         print(f"  {label:<22}" + "".join(f"{fmt.format(results[n][key]):>18}" for n in names))
     if "max_tile_counts" in result:

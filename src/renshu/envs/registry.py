@@ -35,6 +35,12 @@ def _cartpole():
     return CartPole()
 
 
+def _gridworld(**kwargs):
+    from renshu.envs.gridworld import GridWorld
+
+    return GridWorld(**kwargs)
+
+
 NATIVE_ENVS: dict[str, EnvSpec] = {
     "game2048": EnvSpec(
         name="game2048",
@@ -53,6 +59,18 @@ NATIVE_ENVS: dict[str, EnvSpec] = {
         description="CartPole-v1 physics as batched tensors (actions: push left, push right)",
         make_game=_cartpole,
         max_episode_steps=500,
+    ),
+    "gridworld": EnvSpec(
+        name="gridworld",
+        description="the classic 4x3 grid world: goal +1, pit -1, slippery moves "
+        "(actions: left, right, up, down)",
+        make_game=_gridworld,
+        max_episode_steps=100,
+        options={
+            "obs": "onehot | coords | rgb (uint8 [3, 84, 84] image)",
+            "slip": "probability a move goes sideways instead (default 0.2; 0: deterministic)",
+            "step_cost": "reward -step_cost for every step that ends nowhere (default 0.04)",
+        },
     ),
 }
 
