@@ -9,6 +9,7 @@ from typing import Any
 ALGORITHMS: dict[str, str] = {
     "ppo": "renshu.algos.ppo:PPO",
     "a2c": "renshu.algos.a2c:A2C",
+    "grpo": "renshu.algos.grpo:GRPO",
 }
 
 # Config values that suit a given environment better than the generic defaults.

@@ -92,3 +92,70 @@ def discounted_returns(
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero mean, unit (population) standard deviation."""
     return (x - x.mean()) / (x.std(unbiased=False) + eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# GRPO: group-relative advantages over whole episodes (``[..., N]``, envs last, in groups of
+# ``group_size`` consecutive envs), and the k3 estimator of the KL to a reference policy.
+
+
+def reward_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``G_t = r_t + gamma * G_{t+1}`` over ``[T, N]`` rewards of single episodes, ``G_T = 0``.
+
+    Steps after an episode's end must carry reward 0 (they then have ``G = 0`` and add nothing).
+    """
+    out = torch.empty_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        out[t] = running
+    return out
+
+
+def group_advantages(
+    scores: torch.Tensor,
+    group_size: int,
+    valid: torch.Tensor | None = None,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(score - group mean) / (group std + eps)`` per group. Returns ``(advantages, kept)``.
+
+    ``scores`` is ``[N]`` (one number per episode, e.g. its return) or ``[T, N]`` (one per step,
+    e.g. the reward to go); the envs (last dimension) form groups of ``group_size`` consecutive
+    envs, ``N / group_size`` groups. The mean and the (population) standard deviation of a group
+    run over all its entries where ``valid`` (default: all). A group whose valid scores are all
+    equal carries no signal: it is dropped (``kept[g]`` False, advantages 0), and so is a group
+    with no valid entry. Invalid entries get advantage 0. ``group_size = N`` normalises over the
+    whole batch.
+    """
+    n = scores.shape[-1]
+    if group_size < 1 or n % group_size:
+        raise ValueError(f"group_size {group_size} must divide the number of episodes {n}")
+    if valid is None:
+        valid = torch.ones_like(scores, dtype=torch.bool)
+    groups = n // group_size
+    # [G_count, members]: the group's entries from every leading dimension, in one row.
+    x = scores.reshape(-1, groups, group_size).transpose(0, 1).reshape(groups, -1)
+    v = valid.reshape(-1, groups, group_size).transpose(0, 1).reshape(groups, -1)
+    w = v.to(scores.dtype)
+    count = w.sum(1)
+    mean = (x * w).sum(1) / count.clamp(min=1)
+    std = (((x - mean[:, None]) ** 2 * w).sum(1) / count.clamp(min=1)).sqrt()
+    big = torch.finfo(scores.dtype).max
+    spread = x.masked_fill(~v, -big).amax(1) - x.masked_fill(~v, big).amin(1)
+    kept = (count > 0) & (spread > 0)
+    adv = (x - mean[:, None]) / (std[:, None] + eps)
+    adv = torch.where(v & kept[:, None], adv, torch.zeros_like(adv))
+    adv = adv.reshape(groups, -1, group_size).transpose(0, 1).reshape(scores.shape)
+    return adv, kept
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """The k3 estimator of ``KL(pi || pi_ref)`` per sampled action ``a ~ pi`` (Schulman 2020):
+
+    ``k3 = rho - log(rho) - 1`` with ``rho = pi_ref(a) / pi(a)``: never negative, unbiased for
+    ``KL(pi || pi_ref)`` under ``a ~ pi``, and (as a loss over fixed samples) its expected gradient
+    is the gradient of ``KL(pi_ref || pi)`` (GRPO's KL penalty, DeepSeekMath eq. 4).
+    """
+    log_rho = ref_logp - logp
+    return log_rho.exp() - log_rho - 1

@@ -16,6 +16,8 @@ Conventions shared by every TensorEnv:
   observation.
 * ``info["episode"]`` maps ``"return"``, ``"length"`` and game extras (``"score"``, ``"max_tile"``,
   ...) to ``[num_envs]`` tensors that are meaningful where ``info["done"]`` is true.
+* Optional: ``reset_groups(group_size, seed) -> (obs, info)`` resets so that every block of
+  ``group_size`` consecutive envs starts from one identical state (GRPO's same-start groups).
 """
 
 from __future__ import annotations
@@ -274,7 +276,25 @@ class FunctionalEnv:
         seed = check_seed(seed)
         if seed is not None:
             self.generator.manual_seed(seed)
-        self.state = self.game.init(self.num_envs, self.generator)
+        return self._start(self.game.init(self.num_envs, self.generator))
+
+    def reset_groups(
+        self, group_size: int, seed: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reset so that every block of ``group_size`` consecutive envs starts from one and the
+        same state: ``num_envs / group_size`` fresh states, each repeated (GRPO's groups)."""
+        if not isinstance(group_size, numbers.Integral) or group_size < 1:
+            raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+        if self.num_envs % group_size:
+            raise ValueError(f"group_size {group_size} must divide num_envs {self.num_envs}")
+        seed = check_seed(seed)
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        starts = self.game.init(self.num_envs // int(group_size), self.generator)
+        return self._start(state_repeat(starts, int(group_size)))
+
+    def _start(self, state) -> tuple[torch.Tensor, dict[str, Any]]:
+        self.state = state
         self._blank_extras = {
             k: torch.zeros_like(v) for k, v in self.game.episode_extras(self.state).items()
         }

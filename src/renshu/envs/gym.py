@@ -180,6 +180,39 @@ class GymEnv:
         self._length[:] = 0
         return self._tensor(obs), {"action_mask": self._mask}
 
+    def reset_groups(
+        self, group_size: int, seed: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reset so that every block of ``group_size`` consecutive copies starts from the same
+        state: the copies of group ``g`` are all reset with seed ``seed + g``.
+
+        Raises a ValueError if copies reset with the same seed return different observations
+        (an environment whose reset is not determined by its seed cannot form such groups).
+        """
+        if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 1:
+            raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+        if self.num_envs % group_size:
+            raise ValueError(f"group_size {group_size} must divide num_envs {self.num_envs}")
+        seed = check_seed(seed)
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31))
+        groups = self.num_envs // group_size
+        seeds = [seed + g for g in range(groups) for _ in range(group_size)]
+        obs, _ = self.venv.reset(seed=seeds)
+        self._started = True
+        self._return[:] = 0.0
+        self._length[:] = 0
+        flat = np.asarray(obs).reshape(groups, group_size, -1)
+        same = (flat == flat[:, :1]).all(axis=(1, 2))
+        if not same.all():
+            g = int(np.flatnonzero(~same)[0])
+            raise ValueError(
+                f"{self.env_id} cannot be reset to the same state by seed: {group_size} copies "
+                f"reset with seed {seed + g} returned different observations, so its groups "
+                "cannot start from one state (use group_start='random' for this environment)"
+            )
+        return self._tensor(obs), {"action_mask": self._mask}
+
     def step(self, actions: torch.Tensor):
         if not self._started:
             raise RuntimeError("call reset() before step()")
