@@ -176,8 +176,10 @@ def test_render_rgb_and_ansi():
     assert game.render_rgb(state, 0).shape[0] < frame.shape[0]  # the header strip
     coloured = game.render_ansi(state, 1)
     assert "\x1b[" in coloured and "A" in coloured and "+1" not in coloured  # agent on the goal
-    assert game.describe(state, 0).startswith("The agent is in the bottom row, left column")
-    assert "goal" in game.describe(state, 1)
+    assert game.describe(state, 0) == "The agent is in the bottom row, first column."
+    assert game.describe(state, 1) == (
+        "The agent is in the top row, fourth column. It is on the goal."
+    )
 
 
 def test_step_limit_truncates_and_success_only_at_the_goal():

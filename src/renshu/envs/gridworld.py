@@ -279,11 +279,8 @@ class GridWorld:
 
 
 def describe_cell(row: int, col: int) -> str:
-    """A cell in words, e.g. ``"The agent is in the bottom row, left column (row 3 of 3, ...)."``"""
+    """A cell in words, e.g. ``"The agent is in the bottom row, first column."`` (the start)."""
     vertical = ("top", "middle", "bottom")[row]
-    horizontal = ("left", "left-centre", "right-centre", "right")[col]
+    ordinal = ("first", "second", "third", "fourth")[col]
     where = {GOAL: " It is on the goal.", PIT: " It is in the pit."}.get(cell(row, col), "")
-    return (
-        f"The agent is in the {vertical} row, {horizontal} column "
-        f"(row {row + 1} of {ROWS} from the top, column {col + 1} of {COLS}).{where}"
-    )
+    return f"The agent is in the {vertical} row, {ordinal} column.{where}"
