@@ -358,7 +358,11 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
         description="Train ALGO on ENV. Every config field of the algorithm is a flag below "
         "(`renshu train ALGO --help` lists that algorithm's fields).",
     )
-    p.add_argument("algo", nargs="?", default="ppo", help="ppo | a2c (default ppo)")
+    from renshu.algos import algorithm_names
+
+    p.add_argument(
+        "algo", nargs="?", default="ppo", help=f"{' | '.join(algorithm_names())} (default ppo)"
+    )
     p.add_argument("env", nargs="?", default="game2048", help="environment (default game2048)")
     p.add_argument("--steps", type=_positive_int, default=None, help="env step budget")
     p.add_argument("--minutes", type=_positive_float, default=None, help="wall-clock budget")
