@@ -162,8 +162,10 @@ def test_step_aggregation_weighs_every_step_the_same():
     per_ep, _ = grpo_loss(
         logp, logp.detach(), adv, aggregation_weights(episode, "episode"), 0.2, 0.2
     )
-    assert float(step) == pytest.approx(-(3 - 3) / 4)  # ratio 1: minus the mean advantage
-    assert float(per_ep) == pytest.approx(-(1 + -3) / 2)  # the short episode weighs 3x per step
+    assert float(step.detach()) == pytest.approx(-(3 - 3) / 4)  # ratio 1: minus the mean advantage
+    assert float(per_ep.detach()) == pytest.approx(
+        -(1 + -3) / 2
+    )  # the short episode weighs 3x per step
 
 
 # -- groups really start from the same state ------------------------------------------------------
@@ -380,8 +382,8 @@ def test_checkpoint_reloads_the_trained_policy(tmp_path, no_final_artefacts):
 def test_cli_trains_grpo_on_game2048_with_groups_of_boards(tmp_path, capsys, no_final_artefacts):
     run = tmp_path / "g"
     code = cli.main(["train", "grpo", "game2048", "--steps", "600", "--group-size", "2",
-                     "--num-groups", "2", "--hidden", "16", "--eval-episodes", "2",
-                     "--run-dir", str(run), "--no-progress"])  # fmt: skip
+                     "--num-groups", "2", "--num-minibatches", "1", "--hidden", "16",
+                     "--eval-episodes", "2", "--run-dir", str(run), "--no-progress"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     config = json.loads((run / "config.json").read_text())
     assert (

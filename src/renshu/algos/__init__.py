@@ -29,6 +29,18 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         num_minibatches=8, update_epochs=3, ent_coef=0.005, hidden=(256, 256),
         activation="relu", shared_torso=True, reward_scale=0.01,
     ),
+    ("grpo", "cartpole"): dict(
+        group_size=8, num_groups=4, learning_rate=1e-3, update_epochs=4, clip_eps=0.2,
+        hidden=(64, 64), activation="tanh",
+    ),
+    ("grpo", "CartPole-v1"): dict(
+        group_size=8, num_groups=4, learning_rate=1e-3, update_epochs=4, clip_eps=0.2,
+        hidden=(64, 64), activation="tanh",
+    ),
+    ("grpo", "game2048"): dict(
+        group_size=8, num_groups=32, learning_rate=3e-4, update_epochs=2, num_minibatches=4,
+        hidden=(256, 256), activation="relu",
+    ),
 }  # fmt: skip
 
 # Default step budgets when neither --steps nor --minutes is given.
