@@ -10,6 +10,7 @@ ALGORITHMS: dict[str, str] = {
     "ppo": "renshu.algos.ppo:PPO",
     "a2c": "renshu.algos.a2c:A2C",
     "grpo": "renshu.algos.grpo:GRPO",
+    "dqn": "renshu.algos.dqn:DQN",
 }
 
 # Config values that suit a given environment better than the generic defaults.
@@ -41,10 +42,37 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         group_size=8, num_groups=32, learning_rate=3e-4, update_epochs=2, num_minibatches=4,
         hidden=(256, 256), activation="relu",
     ),
+    ("dqn", "cartpole"): dict(
+        num_envs=8, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+        learning_starts=1_000, gamma=0.99, target_update_interval=256, train_freq=256,
+        gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
+        hidden=(256, 256),
+    ),
+    ("dqn", "game2048"): dict(
+        num_envs=64, learning_rate=2.5e-4, batch_size=256, buffer_size=200_000,
+        learning_starts=10_000, gamma=0.99, target_update_interval=4_096, train_freq=256,
+        gradient_steps=4, exploration_fraction=0.2, exploration_final_eps=0.01, n_step=3,
+        hidden=(256, 256), reward_scale=0.01,
+    ),
+    # Atari ("ALE/<Game>-v5"): the Nature DQN settings with 8 envs, one gradient step per 4
+    # transitions; PPO as in the PPO paper's Atari runs.
+    ("dqn", "atari"): dict(
+        num_envs=8, learning_rate=1e-4, batch_size=32, buffer_size=100_000,
+        learning_starts=80_000, gamma=0.99, target_update_interval=1_000, train_freq=8,
+        gradient_steps=2, exploration_fraction=0.1, exploration_final_eps=0.01,
+        clip_rewards=True, max_grad_norm=10.0,
+    ),
+    ("ppo", "atari"): dict(
+        num_envs=8, num_steps=128, learning_rate=2.5e-4, num_minibatches=4, update_epochs=4,
+        clip_coef=0.1, ent_coef=0.01, shared_torso=True, clip_rewards=True,
+    ),
 }  # fmt: skip
+PRESETS[("dqn", "CartPole-v1")] = PRESETS[("dqn", "cartpole")]
 
 # Default step budgets when neither --steps nor --minutes is given.
-DEFAULT_STEPS: dict[str, int] = {"cartpole": 200_000, "CartPole-v1": 200_000, "game2048": 3_000_000}
+DEFAULT_STEPS: dict[str, int] = {
+    "cartpole": 200_000, "CartPole-v1": 200_000, "game2048": 3_000_000, "atari": 10_000_000,
+}  # fmt: skip
 
 
 # CPU threads for envs whose networks are too small to gain from more (None: torch's default).
@@ -67,5 +95,13 @@ def get_algorithm(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def default_steps(env: str) -> int:
+    """The step budget of a run on ``env`` given neither --steps nor --minutes."""
+    return DEFAULT_STEPS.get("atari" if env.startswith("ALE/") else env, 1_000_000)
+
+
 def preset(algo: str, env: str) -> dict[str, Any]:
+    """The preset config values of ``algo`` on ``env`` (Atari ids share the ``"atari"`` one)."""
+    if env.startswith("ALE/"):
+        env = "atari"
     return dict(PRESETS.get((algo, env), {}))

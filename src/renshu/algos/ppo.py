@@ -52,6 +52,8 @@ class PPOConfig:
     """discount factor"""
     reward_scale: float = 1.0
     """rewards are multiplied by this for learning (logged returns stay unscaled)"""
+    clip_rewards: bool = False
+    """learn from sign(reward) (Atari); logged returns stay unclipped"""
     gae_lambda: float = 0.95
     """lambda of generalised advantage estimation"""
     num_minibatches: int = 4
@@ -144,8 +146,9 @@ class PPO:
 
         ro = self.collector.collect(self.policy)
         self.env_steps += self.steps_per_update
+        rewards = ro.rewards.sign() if cfg.clip_rewards else ro.rewards
         advantages, returns = gae(
-            ro.rewards * cfg.reward_scale, ro.values, ro.terminated, ro.truncated, ro.next_value,
+            rewards * cfg.reward_scale, ro.values, ro.terminated, ro.truncated, ro.next_value,
             cfg.gamma, cfg.gae_lambda, ro.final_values,
         )  # fmt: skip
 

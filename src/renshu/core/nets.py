@@ -93,6 +93,22 @@ def adam(params, lr: float, eps: float = 1e-5) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
 
 
+def guarded_step(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_grad_norm: float
+) -> torch.Tensor:
+    """Clip the gradient norm and take the optimizer step unless a gradient is NaN or inf.
+
+    Returns 1.0 where the step was skipped, else 0.0, as a tensor: the fused Adam kernel reads
+    the flag itself (``found_inf``), so a bad step leaves weights and moments untouched without
+    a host sync. Algorithms add the flags up and report them; the runner stops on any.
+    """
+    norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
+    found_inf = (~torch.isfinite(norm)).float()
+    optimizer.found_inf = found_inf
+    optimizer.step()
+    return found_inf
+
+
 def make_torso(
     space: gym.Space, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh"
 ) -> nn.Module:

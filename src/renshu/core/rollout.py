@@ -65,7 +65,8 @@ class RolloutCollector:
             self.obs, reward, term, trunc, info = env.step(action)
             self.mask = info["action_mask"]
             rewards[t] = reward
-            terminated[t] = term
+            # A lost life (Atari) ends the return for learning; the game itself goes on.
+            terminated[t] = term | info["life_loss"] if "life_loss" in info else term
             truncated[t] = trunc
             done[t] = info["done"]
             final_obs_buf[t] = info["final_obs"]

@@ -318,6 +318,7 @@ class FunctionalEnv:
         done = terminated | truncated
 
         final_obs = self.game.observe(state)
+        final_mask = self.game.legal_actions(state)
         episode = {"return": self.episode_return, "length": self.episode_length}
         if self.sync_free:
             # Accelerators: fresh games for every row, kept where an episode ended (no host sync).
@@ -345,6 +346,7 @@ class FunctionalEnv:
         info = {
             "action_mask": self.game.legal_actions(self.state),
             "final_obs": final_obs,
+            "final_action_mask": final_mask,
             "done": done,
             "episode": episode,
         }

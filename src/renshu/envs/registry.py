@@ -122,9 +122,13 @@ def make_env(
     """
     if name not in NATIVE_ENVS and name not in _ALIASES:
         if name.startswith("ALE/"):
-            from renshu.envs.gym import ensure_registered
+            from renshu.envs.atari import AtariEnv
 
-            ensure_registered(name)  # imports ale-py, or says how to install it
+            # DeepMind-preprocessed games in ale-py's vector env (options: see AtariEnv).
+            return AtariEnv(
+                name, num_envs, device=device, seed=seed, max_episode_steps=max_episode_steps,
+                **options,
+            )  # fmt: skip
         if name in gym.registry:
             from renshu.envs.gym import GymEnv
 

@@ -156,7 +156,7 @@ class Trainer:
             return self.spec.steps
         if self.spec.minutes is not None:
             return None
-        return algos.DEFAULT_STEPS.get(self.spec.env, 1_000_000)
+        return algos.default_steps(self.spec.env)
 
     def fraction_done(self, wall: float) -> float:
         parts = []
@@ -431,7 +431,7 @@ def resume_run(
     if steps is not None:
         budget = spec.steps
         if budget is None and spec.minutes is None:
-            budget = algos.DEFAULT_STEPS.get(spec.env, 1_000_000)
+            budget = algos.default_steps(spec.env)
         if budget is not None and steps < budget:
             raise ValueError(
                 f"--steps {steps} is below the run's budget of {budget} steps; "
