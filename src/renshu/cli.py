@@ -145,7 +145,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 TRAIN_RUN_FLAGS = ("steps", "minutes", "seed", "device", "target_return", "eval_every",
-                   "eval_episodes", "threads")  # fmt: skip
+                   "eval_episodes", "threads", "backend", "num_workers", "ray_address")  # fmt: skip
 
 
 _TRAIN_SWITCHES = ("--overwrite", "--no-progress", "-h", "--help")  # train options without a value
@@ -189,8 +189,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from renshu.runner.loop import RunSpec, resume_run, start_run
 
     if args.resume:
-        # A resumed run keeps its own config.json; only --steps may raise its budget.
-        fixed = {*TRAIN_RUN_FLAGS, "run_dir", "config", "env_option", "overwrite"} - {"steps"}
+        # A resumed run keeps its own config.json; only --steps may raise its budget (and a
+        # Ray run may continue on another cluster: --ray-address).
+        fixed = {*TRAIN_RUN_FLAGS, "run_dir", "config", "env_option", "overwrite"}
+        fixed -= {"steps", "ray_address"}
         given = [
             "--" + key.removeprefix("cfg_").replace("_", "-")
             for key, value in vars(args).items()
@@ -204,7 +206,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume continues {args.resume} with its own config.json; "
                 f"{', '.join(given)} cannot change it (only --steps can raise the budget)"
             )
-        summary = resume_run(args.resume, steps=args.steps, progress=not args.no_progress)
+        summary = resume_run(
+            args.resume, steps=args.steps, progress=not args.no_progress,
+            ray_address=args.ray_address,
+        )  # fmt: skip
         run_dir = args.resume
     else:
         from renshu.config import coerce
@@ -220,6 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name in TRAIN_RUN_FLAGS:
             if getattr(args, name) is not None:
                 setattr(spec, name, getattr(args, name))
+        if spec.backend != "ray" and (args.num_workers or spec.ray_address):
+            raise ValueError("--num-workers and --ray-address go with --backend ray")
         run_dir, summary = start_run(
             spec, values, run_dir=args.run_dir, overwrite=args.overwrite,
             progress=not args.no_progress,
@@ -300,6 +307,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from renshu.distributed.cluster import require_ray
+
+    require_ray()  # before any work: the one-line install hint
+    from renshu.distributed.sweep import run_sweep
+
+    out = run_sweep(
+        args.spec, out=args.out, address=args.ray_address, max_concurrent=args.max_concurrent
+    )
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"sweep directory: {out} (summary.csv, summary.md, trials.csv, curves.png, trials/)")
+    if (out / "errors.txt").is_file():
+        print(f"some trials failed; their errors are in {out / 'errors.txt'}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from renshu.viz.plots import plot_compare, plot_learning_curve
 
@@ -374,6 +398,12 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_positive_int, default=None, help="env steps between evals")
     p.add_argument("--eval-episodes", type=_positive_int, default=None, help="episodes per eval")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--backend", choices=["local", "ray"], default=None,
+                   help="local (default) or ray: collect on Ray worker actors")  # fmt: skip
+    p.add_argument("--num-workers", type=_positive_int, default=None,
+                   help="Ray workers with --backend ray (default 2)")  # fmt: skip
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join the Ray cluster at ADDR (host:port), not a local Ray")  # fmt: skip
     p.add_argument("--config", default=None, help="JSON or TOML file of config fields")
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="environment option, e.g. obs=onehot (repeatable)")  # fmt: skip
@@ -397,6 +427,21 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser(
+        "sweep",
+        help="grid or random search over config fields x seeds on Ray Tune",
+        description="Run the sweep described by SPEC.toml (see docs/distributed.md): every "
+        "configuration once per seed, each trial a normal run directory; writes summary.csv, "
+        "summary.md, trials.csv and curves.png.",
+    )
+    p.add_argument("spec", help="sweep file (TOML)")
+    p.add_argument("--out", default=None, help="sweep directory (default sweeps/<name>-<time>)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join the Ray cluster at ADDR instead of starting one")  # fmt: skip
+    p.add_argument("--max-concurrent", type=_positive_int, default=None,
+                   help="trials at once (default: as the cluster's CPUs allow)")  # fmt: skip
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("plot", help="plot a run's learning curve or compare runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", default=None, help="output PNG (default RUN/learning_curve.png)")
@@ -411,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError) as e:
+    except (
+        ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, ConnectionError,
+    ) as e:  # fmt: skip
         # Errors a user can cause get one clear line, not a traceback (RENSHU_DEBUG=1 shows it).
         if os.environ.get("RENSHU_DEBUG"):
             raise

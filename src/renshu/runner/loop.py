@@ -49,9 +49,16 @@ class RunSpec:
     checkpoint_seconds: float = 120.0
     animation: bool = True
     threads: int | None = None
+    backend: str = "local"
+    num_workers: int = 2
+    ray_address: str | None = None
 
     def validate(self) -> None:
         check_seed(self.seed)
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"--backend must be local or ray, got {self.backend!r}")
+        if self.num_workers < 1:
+            raise ValueError(f"--num-workers must be >= 1, got {self.num_workers}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {self.steps}")
         if self.minutes is not None and not self.minutes > 0:
@@ -75,6 +82,10 @@ def build(spec: RunSpec, algo_values: dict[str, Any]):
     values.update(coerce(cls.config_class, algo_values))
     config = cls.config_class(**values)
     device = resolve_device(spec.device)
+    if spec.backend == "ray":  # envs and policy copies on Ray workers (renshu.distributed)
+        from renshu.distributed import build_remote
+
+        return build_remote(spec, cls, config, device), config
     env = make_env(
         spec.env, num_envs=config.num_envs, device=device, seed=spec.seed, **spec.env_options
     )
@@ -243,6 +254,18 @@ class Trainer:
         return summarize(stats)
 
     def train(self) -> dict:
+        try:
+            return self._train()
+        finally:
+            if self.spec.backend == "ray":  # stop the workers (and a Ray this run started)
+                self.algo.env.close()
+
+    def _log_env_notes(self, logger) -> None:
+        """What a remote env reports (Ray workers started, died, restarted) goes to log.txt."""
+        for note in getattr(self.algo.env, "pop_notes", list)():
+            logger.log_text(note)
+
+    def _train(self) -> dict:
         logger = self.logger_cls(self.run_dir, resume_step=self.resume_step)
         total = self.total_steps()
         start = time.perf_counter() - self.wall_offset
@@ -269,6 +292,7 @@ class Trainer:
                 busy = True
                 metrics = self.algo.update()
                 self.updates += 1
+                self._log_env_notes(logger)
                 episodes = metrics.pop("episodes")
                 steps = self.algo.env_steps
                 wall = time.perf_counter() - start
@@ -423,10 +447,14 @@ def resume_run(
     steps: int | None = None,
     progress: bool = True,
     stop_after_updates: int | None = None,
+    ray_address: str | None = None,
 ) -> dict:
-    """Continue a run from its latest checkpoint towards its budget (or a raised ``steps``)."""
+    """Continue a run from its latest checkpoint towards its budget (or a raised ``steps``);
+    a Ray run may continue on another cluster (``ray_address``)."""
     run_dir = Path(run_dir)
     spec, values = load_run(run_dir)
+    if ray_address is not None:
+        spec.ray_address = ray_address
     data = load_checkpoint(run_dir / LATEST)
     if steps is not None:
         budget = spec.steps
@@ -453,7 +481,7 @@ def load_trained(run_dir: str | Path, device: str | None = None):
     if device is not None:
         spec.device = device
     data = load_checkpoint(Path(run_dir) / LATEST)
-    algo, _ = build(spec, values)
+    algo, _ = build(dataclasses.replace(spec, backend="local"), values)
     if data.get("algo") != spec.algo:
         raise CheckpointError(f"checkpoint in {run_dir} is for {data.get('algo')}, not {spec.algo}")
     try:
