@@ -37,6 +37,7 @@ from renshu.config import check
 from renshu.core.buffers import ReplayBuffer
 from renshu.core.nets import adam, guarded_step, make_torso
 from renshu.core.policy import masked_logits
+from renshu.core.returns import q_targets
 from renshu.envs.base import random_legal_actions
 
 
@@ -286,24 +287,45 @@ class DQN:
             and len(self.buffer) > 0
         )
 
-    def _gradient_step(self, beta: float) -> tuple[torch.Tensor, ...]:
+    def _gradient_step(self, b, next_target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One Huber-loss step on batch ``b``; ``next_target``: Q_target of its next obs."""
         cfg = self.config
-        b = self.buffer.sample(cfg.batch_size, self.generator, beta)
         with torch.no_grad():
-            next_obs, next_mask = b.next_obs["obs"], b.next_obs["mask"]
-            next_target = self.target(next_obs)
-            chooser = self.q(next_obs) if cfg.double else next_target
-            next_action = masked_logits(chooser, next_mask).argmax(-1, keepdim=True)
-            next_value = next_target.gather(1, next_action).squeeze(1)
-            y = b.returns + b.discounts * next_value
+            next_q = self.q(b.next_obs["obs"]) if cfg.double else next_target
+            y = q_targets(
+                b.returns, b.discounts, next_q, next_target, b.next_obs["mask"], cfg.double
+            )
         q = self.q(b.obs["obs"]).gather(1, b.actions.unsqueeze(1)).squeeze(1)
-        td = q - y
         loss = (b.weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         skipped = guarded_step(self.optimizer, list(self.q.parameters()), cfg.max_grad_norm)
-        self.buffer.update_priorities(b.indices, td.detach())
+        self.buffer.update_priorities(b.indices, (q - y).detach())
         return loss.detach(), q.detach().mean(), skipped
+
+    def _train_round(self, beta: float) -> torch.Tensor:
+        """``gradient_steps`` steps; sums of (loss, q mean, skipped steps).
+
+        The target network does not change within a round (it follows the online one between
+        env steps), so with uniform replay all minibatches of the round are drawn at once and
+        their target values come from one forward pass. Prioritized replay samples before each
+        step, from the priorities the previous step left.
+        """
+        cfg = self.config
+        sums = torch.zeros(3, device=self.device)
+        if cfg.prioritized:
+            for _ in range(cfg.gradient_steps):
+                b = self.buffer.sample(cfg.batch_size, self.generator, beta)
+                with torch.no_grad():
+                    next_target = self.target(b.next_obs["obs"])
+                sums += torch.stack(self._gradient_step(b, next_target))
+            return sums
+        big = self.buffer.sample(cfg.batch_size * cfg.gradient_steps, self.generator)
+        with torch.no_grad():
+            next_target = self.target(big.next_obs["obs"])
+        for b, nt in zip(big.split(cfg.batch_size), next_target.split(cfg.batch_size)):
+            sums += torch.stack(self._gradient_step(b, nt))
+        return sums
 
     def update(self) -> dict:
         cfg = self.config
@@ -311,11 +333,10 @@ class DQN:
         self._collect(stats)
         sums = torch.zeros(3, device=self.device)  # loss, q mean, skipped steps
         steps = 0
-        if self._learn_ready():
+        if self._learn_ready() and cfg.gradient_steps > 0:
             beta = cfg.per_beta + (1.0 - cfg.per_beta) * self.progress
-            for _ in range(cfg.gradient_steps):
-                sums += torch.stack(self._gradient_step(beta))
-                steps += 1
+            sums = self._train_round(beta)
+            steps = cfg.gradient_steps
             self.grad_steps += steps
         loss, q_mean, skipped = (sums / max(steps, 1)).tolist()
         metrics = {

@@ -43,6 +43,24 @@ class Batch:
     weights: torch.Tensor  # float [B]: importance weights (ones without prioritized replay)
     indices: torch.Tensor  # int64 [B]: slot ids, for update_priorities
 
+    def split(self, size: int) -> list[Batch]:
+        """Consecutive minibatches of ``size`` rows (views, no copies)."""
+        return [self.slice(i, i + size) for i in range(0, self.actions.shape[0], size)]
+
+    def slice(self, start: int, stop: int) -> Batch:
+        def part(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v[start:stop] for k, v in d.items()}
+
+        return Batch(
+            obs=part(self.obs),
+            actions=self.actions[start:stop],
+            returns=self.returns[start:stop],
+            next_obs=part(self.next_obs),
+            discounts=self.discounts[start:stop],
+            weights=self.weights[start:stop],
+            indices=self.indices[start:stop],
+        )
+
 
 def available_memory(device: torch.device) -> int | None:
     """Bytes free for a new allocation on ``device`` (None when it cannot be told)."""

@@ -159,3 +159,24 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """
     log_rho = ref_logp - logp
     return log_rho.exp() - log_rho - 1
+
+
+def q_targets(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_mask: torch.Tensor | None = None,
+    double: bool = True,
+) -> torch.Tensor:
+    """Bootstrapped Q-learning targets ``y = returns + discounts * Q_target(s', a*)``, ``[B]``.
+
+    ``a*`` is the best legal next action by the online network's ``next_q`` (Double DQN) or by
+    the target network itself (``double=False``: plain ``max_a Q_target``). ``discounts`` is
+    ``gamma^m`` for an m-step window, 0 where it ended in a terminal.
+    """
+    chooser = next_q if double else next_q_target
+    if next_mask is not None:
+        chooser = chooser.masked_fill(~next_mask, float("-inf"))
+    best = chooser.argmax(-1, keepdim=True)
+    return returns + discounts * next_q_target.gather(-1, best).squeeze(-1)

@@ -114,6 +114,7 @@ class AtariEnv:
         self.device = resolve_device(device)
         self.check = check
         self.frame_stack = frame_stack
+        self.full_action_space = full_action_space
         self.max_episode_steps = max_episode_steps or 108_000 // frame_skip
         self._seed = check_seed(seed)
         self.venv = vector_cls(
@@ -146,6 +147,18 @@ class AtariEnv:
         self._length = np.zeros(num_envs, dtype=np.int64)
         self._lives = np.zeros(num_envs, dtype=np.int64)
         self._started = False
+
+    @property
+    def action_meanings(self) -> tuple[str, ...]:
+        """Names of the actions (``NOOP``, ``FIRE``, ...), from the game's minimal action set."""
+        if not hasattr(self, "_meanings"):
+            ale_py, _ = _import_ale()
+            ale = ale_py.ALEInterface()
+            ale.setLoggerMode(ale_py.LoggerMode.Error)
+            ale.loadROM(ale_py.roms.get_rom_path(self.rom))
+            actions = ale.getAllActionSet() if self.full_action_space else ale.getMinimalActionSet()
+            self._meanings = tuple(a.name for a in actions)
+        return self._meanings
 
     def __repr__(self) -> str:
         return f"AtariEnv({self.env_id}, num_envs={self.num_envs}, device={self.device})"

@@ -92,6 +92,43 @@ def _frames_gym(
     return frames, step, total
 
 
+def _frames_atari(
+    env_name: str, env_options: dict, act: ActFn, values: ValuesFn, seed: int, max_steps: int,
+    title: str, max_frames: int, scale: int = 3,
+):  # fmt: skip
+    """One Atari game as the agent sees it: the newest 84x84 frame of its stack, enlarged."""
+    from renshu.envs.atari import AtariEnv
+    from renshu.envs.render import overlay_panel
+
+    env = AtariEnv(env_name, num_envs=1, seed=seed, **env_options)
+    names = env.action_meanings
+    obs, info = env.reset(seed=seed)
+    shots, total, step, done = [], 0.0, 0, False
+    while step < max_steps and not done:
+        mask = info["action_mask"]
+        action = act(obs, mask)
+        label, vals = values(obs, mask)
+        bars = {names[a]: float(vals[0, a]) for a in range(env.num_actions)}
+        lines = [
+            title, f"step {step}  score {total:g}", f"action: {names[int(action[0])]}", label
+        ]  # fmt: skip
+        shots.append((obs[0, -1].numpy(), lines, bars))
+        obs, reward, _, _, info = env.step(action)
+        total += float(reward[0])
+        step += 1
+        done = bool(info["done"][0])
+    env.close()
+
+    def frame(grey: np.ndarray) -> np.ndarray:
+        big = grey.repeat(scale, 0).repeat(scale, 1)
+        return np.repeat(big[:, :, None], 3, axis=2)
+
+    frames = [
+        overlay_panel(frame(shots[i][0]), *shots[i][1:]) for i in _keep(len(shots), max_frames)
+    ]
+    return frames, step, total
+
+
 def record(
     env_name: str,
     env_options: dict,
@@ -118,6 +155,10 @@ def record(
         limit = NATIVE_ENVS[name].max_episode_steps
         max_steps = min(max_steps, limit) if limit else max_steps
         frames, steps, total = _frames_native(game, act, values, seed, max_steps, title, max_frames)
+    elif name.startswith("ALE/"):
+        frames, steps, total = _frames_atari(
+            name, env_options, act, values, seed, max_steps, title, max_frames
+        )
     else:
         frames, steps, total = _frames_gym(
             env_name, act, values, seed, max_steps, title, max_frames
