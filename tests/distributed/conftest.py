@@ -1,0 +1,20 @@
+"""Ray for the distributed tests: one local Ray (2 CPUs, loopback) for the whole session.
+
+The tests skip only when Ray is not installed (CI installs the ``distributed`` extra).
+"""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+            _node_ip_address="127.0.0.1",
+        )  # fmt: skip
+    yield ray
+    if started:
+        ray.shutdown()
