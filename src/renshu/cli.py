@@ -11,6 +11,7 @@ import time
 import torch
 
 from renshu.envs.base import random_legal_actions
+from renshu.runner.loop import NonFiniteLossError
 
 
 def _positive_int(text: str) -> int:
@@ -458,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (
         ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, ConnectionError,
+        MemoryError, NonFiniteLossError,
     ) as e:  # fmt: skip
         # Errors a user can cause get one clear line, not a traceback (RENSHU_DEBUG=1 shows it).
         if os.environ.get("RENSHU_DEBUG"):

@@ -10,7 +10,14 @@ import torch
 
 from renshu.envs.base import FunctionalEnv
 from renshu.runner.checkpoint import load_checkpoint
-from renshu.runner.loop import LATEST, RunSpec, Trainer, resume_run, start_run
+from renshu.runner.loop import (
+    LATEST,
+    NonFiniteLossError,
+    RunSpec,
+    Trainer,
+    resume_run,
+    start_run,
+)
 
 WALL_COLUMNS = ("wall_seconds", "charts/steps_per_second")
 
@@ -26,7 +33,25 @@ CASES = {
         dict(num_envs=8, num_steps=32, hidden=[16], num_minibatches=2, update_epochs=2),
         2048, 1024, 4,
     ),
+    "dqn-cartpole": (
+        "dqn", "cartpole",
+        dict(num_envs=4, train_freq=32, gradient_steps=4, batch_size=16, hidden=[16],
+             learning_starts=256, buffer_size=2_000, target_update_interval=128),
+        1024, 256, 12,
+    ),
+    # A ring that wraps, n-step windows, prioritized replay (sum tree state) and dueling heads.
+    "dqn-game2048": (
+        "dqn", "game2048",
+        dict(num_envs=8, train_freq=64, gradient_steps=2, batch_size=16, hidden=[16],
+             learning_starts=256, buffer_size=800, n_step=3, prioritized=True, dueling=True,
+             target_update_interval=256),
+        2048, 1024, 18,
+    ),
 }  # fmt: skip
+
+
+def _per_update(cfg: dict) -> int:
+    return cfg["train_freq"] if "train_freq" in cfg else cfg["num_envs"] * cfg["num_steps"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -97,7 +122,7 @@ def assert_same_run(a, b, checkpoint_step: int, steps: int, steps_per_update: in
 @pytest.mark.parametrize("case", list(CASES))
 def test_resume_after_interrupt_is_exact(case, reference, tmp_path):
     algo, env, cfg, steps, _, stop = CASES[case]
-    per_update = cfg["num_envs"] * cfg["num_steps"]
+    per_update = _per_update(cfg)
     run_b = tmp_path / "b"
     _, first = start_run(
         _spec(case), _config(case), run_dir=run_b, progress=False, stop_after_updates=stop
@@ -247,3 +272,38 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(FileExistsError, match="not a directory"):
         start_run(_spec("a2c-cartpole", steps=64), {}, run_dir=afile, overwrite=True)
     assert afile.read_text() == "x"
+
+
+def test_dqn_resume_without_the_replay_buffer_refills_it_first(tmp_path):
+    cfg = dict(_config("dqn-cartpole"), checkpoint_buffer=False)
+    run = tmp_path / "run"
+    start_run(_spec("dqn-cartpole"), cfg, run_dir=run, progress=False, stop_after_updates=12)
+    ckpt = load_checkpoint(run / LATEST)
+    assert "buffer" not in ckpt["algo_state"] and "q" in ckpt["algo_state"]
+    summary = resume_run(run, progress=False)
+    assert summary["status"] == "finished" and summary["env_steps"] == 1024
+    rows = _rows(run / "metrics.csv")
+    after = [r for r in rows if int(r["env_steps"]) > 12 * 32]
+    # Learning waits until 256 new transitions (learning_starts) refilled the buffer: 8 updates
+    # of 32 transitions, the 8th of which learns.
+    assert [bool(r["loss/td"]) for r in after[:7]] == [False] * 7
+    assert all(r["loss/td"] for r in after[7:])
+    assert int(after[6]["train/buffer_size"]) < 7 * 32 < 12 * 32
+
+
+def test_nonfinite_loss_stops_with_a_message_and_the_last_good_checkpoint(tmp_path):
+    # Rewards scaled past float32's range make the TD targets inf from the first gradient step
+    # (learning starts at 256 env steps).
+    cfg = dict(_config("dqn-cartpole"), reward_scale=1e39)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"NaN or inf at 256 env steps.*latest\.pt"):
+        start_run(_spec("dqn-cartpole"), cfg, run_dir=run, progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "nonfinite_loss" and summary["env_steps"] == 256
+    state = load_checkpoint(run / LATEST)["algo_state"]
+    # The bad steps were skipped: the saved weights are the initial (last good) ones, finite.
+    fresh = Trainer(tmp_path / "fresh", _spec("dqn-cartpole"), cfg, False, None).algo
+    for name, value in state["q"].items():
+        assert torch.isfinite(value).all()
+        assert torch.equal(value, fresh.q.state_dict()[name])
+    assert "non-finite" in (run / "log.txt").read_text()

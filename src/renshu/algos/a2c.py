@@ -16,10 +16,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from renshu.config import check
-from renshu.core.nets import adam
+from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
     anneal_learning_rate,
@@ -101,7 +100,7 @@ class A2C:
         self.config = config
         self.device = env.device
         self.generator, self.policy = build_actor_critic(env, config, seed)
-        params = self.policy.parameters()
+        params = self.params = list(self.policy.parameters())
         if config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
                 params, lr=config.learning_rate, alpha=0.99, eps=1e-5
@@ -145,15 +144,16 @@ class A2C:
         loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        pg, v, e = torch.stack([pg_loss, v_loss, ent]).tolist()
+        skipped = guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
+        pg, v, e, bad = torch.stack([pg_loss.detach(), v_loss.detach(), ent.detach(), skipped])
+        pg, v, e, bad = pg.item(), v.item(), e.item(), int(bad)
         return {
             "loss/policy": pg,
             "loss/value": v,
             "loss/entropy": e,
             "train/learning_rate": lr,
             "train/explained_variance": explained_variance(ro.values.flatten(), returns.flatten()),
+            "train/nonfinite_steps": bad,
             "episodes": ro.episodes,
         }
 

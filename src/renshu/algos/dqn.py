@@ -299,7 +299,7 @@ class DQN:
         loss = (b.weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        skipped = guarded_step(self.optimizer, list(self.q.parameters()), cfg.max_grad_norm)
+        skipped = guarded_step(self.optimizer, list(self.q.parameters()), cfg.max_grad_norm, loss)
         self.buffer.update_priorities(b.indices, (q - y).detach())
         return loss.detach(), q.detach().mean(), skipped
 

@@ -19,10 +19,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from renshu.config import check
-from renshu.core.nets import adam
+from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
     anneal_learning_rate,
@@ -125,7 +124,8 @@ class PPO:
         self.config = config
         self.device = env.device
         self.generator, self.policy = build_actor_critic(env, config, seed)
-        self.optimizer = adam(self.policy.parameters(), config.learning_rate)
+        self.params = list(self.policy.parameters())
+        self.optimizer = adam(self.params, config.learning_rate)
         self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
         self.progress = 0.0  # fraction of the run's budget used, set by the runner
         self.env_steps = 0
@@ -162,7 +162,7 @@ class PPO:
         batch = b_actions.shape[0]
         mb_size = batch // cfg.num_minibatches
 
-        sums = torch.zeros(6, device=self.device)  # pg, v, entropy, kl, clipfrac, count
+        sums = torch.zeros(7, device=self.device)  # pg, v, entropy, kl, clipfrac, count, skipped
         epochs = 0
         for _ in range(cfg.update_epochs):
             epochs += 1
@@ -201,17 +201,17 @@ class PPO:
                 loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
+                skipped = guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
                 kl_epoch = approx_kl
                 sums += torch.stack(
                     [pg_loss.detach(), v_loss.detach(), ent.detach(), approx_kl, clipfrac,
-                     torch.ones((), device=self.device)]
+                     torch.ones((), device=self.device), skipped]
                 )  # fmt: skip
             if cfg.target_kl is not None and float(kl_epoch) > cfg.target_kl:
                 break
 
-        pg, v, ent, kl, cf, n = (sums / sums[5]).tolist()
+        skipped = sums[6]
+        pg, v, ent, kl, cf, n, _ = (sums / sums[5]).tolist()
         return {
             "loss/policy": pg,
             "loss/value": v,
@@ -221,6 +221,7 @@ class PPO:
             "train/epochs": epochs,
             "train/learning_rate": lr,
             "train/explained_variance": explained_variance(b_values, b_returns),
+            "train/nonfinite_steps": int(skipped),
             "episodes": ro.episodes,
         }
 

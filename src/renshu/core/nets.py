@@ -94,18 +94,28 @@ def adam(params, lr: float, eps: float = 1e-5) -> torch.optim.Adam:
 
 
 def guarded_step(
-    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_grad_norm: float
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    max_grad_norm: float,
+    loss: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Clip the gradient norm and take the optimizer step unless a gradient is NaN or inf.
+    """Clip the gradient norm and take the optimizer step unless the loss or a gradient is NaN
+    or inf (a Huber loss can be inf while its gradient stays finite).
 
     Returns 1.0 where the step was skipped, else 0.0, as a tensor: the fused Adam kernel reads
     the flag itself (``found_inf``), so a bad step leaves weights and moments untouched without
     a host sync. Algorithms add the flags up and report them; the runner stops on any.
     """
     norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
-    found_inf = (~torch.isfinite(norm)).float()
-    optimizer.found_inf = found_inf
-    optimizer.step()
+    bad = ~torch.isfinite(norm)
+    if loss is not None:
+        bad = bad | ~torch.isfinite(loss.detach())
+    found_inf = bad.float()
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = found_inf
+        optimizer.step()
+    elif not bool(bad):  # other optimizers do not read the flag: decide on the host
+        optimizer.step()
     return found_inf
 
 

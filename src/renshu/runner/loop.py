@@ -29,6 +29,12 @@ from renshu.runner.checkpoint import CheckpointError, load_checkpoint, save_chec
 from renshu.runner.evaluate import evaluate, summarize
 
 CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or inf loss or gradient; the run stopped at its last good state."""
+
+
 LATEST = "checkpoints/latest.pt"
 
 
@@ -322,6 +328,12 @@ class Trainer:
                         )
                 logger.log_iteration(steps, wall, metrics)
                 busy = False
+                if metrics.get("train/nonfinite_steps", 0) > 0:
+                    # The algorithm skipped those optimizer steps: the weights are the last
+                    # good ones, and they are what the checkpoint below keeps.
+                    status = "nonfinite_loss"
+                    logger.log_text(f"non-finite loss or gradient at {steps} env steps; stopping")
+                    break
                 if bar is not None:
                     bar.update(steps - before)
                     post = {"sps": f"{metrics['charts/steps_per_second']:,.0f}"}
@@ -365,6 +377,13 @@ class Trainer:
             "last_eval": self.last_eval,
         }
         _write_json(self.run_dir / "summary.json", summary)
+        if status == "nonfinite_loss":
+            raise NonFiniteLossError(
+                f"the loss or its gradient became NaN or inf at {self.algo.env_steps} env steps, "
+                f"so training stopped; those updates were skipped and {self.run_dir / LATEST} "
+                "holds the last good weights. Try a lower learning rate, gradient clipping "
+                "(max_grad_norm) or smaller rewards (reward_scale, clip_rewards)."
+            )
         if status != "interrupted":
             self.finish()
         return summary
