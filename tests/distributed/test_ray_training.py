@@ -146,3 +146,18 @@ def test_killed_workers_are_replaced_and_training_completes(tmp_path, monkeypatc
     env = make_env("cartpole", num_envs=8, seed=5)
     result = summarize(evaluate(lambda o, m: algo.act(o, m), env, 8, seed=5))
     assert result["episodes"] == 8 and result["mean_return"] > 9.0
+
+
+def test_interrupted_ray_run_resumes_to_its_budget(tmp_path):
+    """A Ray run stopped after 5 updates continues from its checkpoint with new workers."""
+    from renshu.runner.loop import resume_run
+
+    spec = _spec(0, 4096, target_return=None, eval_every=4096, eval_episodes=10)
+    run_dir, summary = start_run(
+        spec, {}, run_dir=tmp_path / "run", progress=False, stop_after_updates=5
+    )
+    assert summary["status"] == "interrupted" and summary["env_steps"] == 5 * 256
+    summary = resume_run(run_dir, progress=False)
+    assert summary["status"] == "finished" and summary["env_steps"] == 4096
+    assert load_checkpoint(run_dir / LATEST)["algo_state"]["env_steps"] == 4096
+    assert (run_dir / "log.txt").read_text().count("ray backend: 2 workers") == 2
