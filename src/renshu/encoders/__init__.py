@@ -6,6 +6,7 @@ from renshu.encoders.base import (
     EveryK,
     encoder_names,
     make_encoder,
+    stateless,
 )
 
-__all__ = ["CachedEncoder", "Encoder", "EveryK", "encoder_names", "make_encoder"]
+__all__ = ["CachedEncoder", "Encoder", "EveryK", "encoder_names", "make_encoder", "stateless"]

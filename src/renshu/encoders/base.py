@@ -209,6 +209,14 @@ class EveryK:
         self._features: torch.Tensor | None = None
         self._count = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """The stored features and the call count (for an exact resume)."""
+        return {"features": self._features, "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._features = state["features"]
+        self._count = int(state["count"])
+
     @torch.no_grad()
     def encode(self, obs: torch.Tensor, done: torch.Tensor | None = None) -> torch.Tensor:
         stored = self._features
@@ -221,6 +229,24 @@ class EveryK:
             self._features = stored.index_put((rows.to(stored.device),), fresh.to(stored.device))
         self._count += 1
         return self._features.to(obs.device)
+
+
+def stateless(encoder: Encoder) -> Encoder:
+    """``encoder`` without its :class:`EveryK` wrapper: for batches that are not the env batch
+    (final observations, evaluation, recording), encoded afresh (through the cache, if any)."""
+    while isinstance(encoder, EveryK):
+        encoder = encoder.inner
+    return encoder
+
+
+def encoder_state(encoder: Encoder) -> dict[str, Any]:
+    """What a checkpoint keeps of an encoder: the every-k wrapper's features (else nothing)."""
+    return encoder.state_dict() if isinstance(encoder, EveryK) else {}
+
+
+def load_encoder_state(encoder: Encoder, state: dict[str, Any]) -> None:
+    if isinstance(encoder, EveryK) and state:
+        encoder.load_state_dict(state)
 
 
 def observation_keys(obs: torch.Tensor) -> list[bytes]:
