@@ -85,11 +85,11 @@ def measure_throughput(env, seconds: float, seed: int = 0, warmup_steps: int = 5
                 return steps * env.num_envs / elapsed
 
 
-def _env_options(pairs: list[str]) -> dict[str, str]:
+def _env_options(pairs: list[str], flag: str = "--env-option") -> dict[str, str]:
     """``["obs=onehot", ...]`` from repeated --env-option flags -> ``{"obs": "onehot"}``."""
     bad = [kv for kv in pairs if "=" not in kv]
     if bad:
-        raise ValueError(f"--env-option takes KEY=VALUE, got {bad[0]!r}")
+        raise ValueError(f"{flag} takes KEY=VALUE, got {bad[0]!r}")
     return dict(kv.split("=", 1) for kv in pairs)
 
 
@@ -128,10 +128,18 @@ def cmd_record(args: argparse.Namespace) -> int:
         from renshu.runner.loop import load_trained
 
         algo, spec = load_trained(args.run, device=args.device)
+        explain = None
+        if args.explain:
+            from renshu.runner.record import explainer
+
+            explain = explainer(algo, spec, args.explain_prompt, args.explain_tokens)
         result = record_episode(
-            algo, spec, args.out, seed=args.seed, max_steps=args.max_steps, fps=args.fps
-        )
+            algo, spec, args.out, seed=args.seed, max_steps=args.max_steps, fps=args.fps,
+            explain=explain,
+        )  # fmt: skip
     else:
+        if args.explain:
+            raise ValueError("--explain needs a RUN trained with --encoder hf-vlm")
         if args.policy != "random":
             raise ValueError(
                 f"unknown policy {args.policy!r}; give a RUN directory or --policy random"
@@ -146,7 +154,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 TRAIN_RUN_FLAGS = ("steps", "minutes", "seed", "device", "target_return", "eval_every",
-                   "eval_episodes", "threads", "backend", "num_workers", "ray_address")  # fmt: skip
+                   "eval_episodes", "threads", "backend", "num_workers", "ray_address",
+                   "encoder", "encoder_model", "encoder_prompt")  # fmt: skip
 
 
 _TRAIN_SWITCHES = ("--overwrite", "--no-progress", "-h", "--help")  # train options without a value
@@ -192,7 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         # A resumed run keeps its own config.json; only --steps may raise its budget (and a
         # Ray run may continue on another cluster: --ray-address).
-        fixed = {*TRAIN_RUN_FLAGS, "run_dir", "config", "env_option", "overwrite"}
+        fixed = {*TRAIN_RUN_FLAGS, "run_dir", "config", "env_option", "encoder_option"}
+        fixed.add("overwrite")
         fixed -= {"steps", "ray_address"}
         given = [
             "--" + key.removeprefix("cfg_").replace("_", "-")
@@ -223,6 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         values.update(overrides_from_args(args, cls.config_class))
         options = _env_options(args.env_option)
         spec = RunSpec(algo=args.algo, env=args.env, env_options=options, **run_values)
+        spec.encoder_options = _env_options(args.encoder_option, "--encoder-option")
         for name in TRAIN_RUN_FLAGS:
             if getattr(args, name) is not None:
                 setattr(spec, name, getattr(args, name))
@@ -375,6 +386,13 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=_positive_int, default=3000)
     p.add_argument("--fps", type=_positive_int, default=12)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--explain", action="store_true",
+                   help="write the VLM's text answer on each shown frame (runs trained with "
+                   "--encoder hf-vlm; generation is slow, so it happens only here)")  # fmt: skip
+    p.add_argument("--explain-prompt", default=None, metavar="TEXT",
+                   help="question for --explain (default: the run's --encoder-prompt)")  # fmt: skip
+    p.add_argument("--explain-tokens", type=_positive_int, default=24, metavar="N",
+                   help="longest answer in tokens for --explain (default 24)")  # fmt: skip
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser(
@@ -408,6 +426,19 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="JSON or TOML file of config fields")
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="environment option, e.g. obs=onehot (repeatable)")  # fmt: skip
+    from renshu.encoders import encoder_names
+
+    p.add_argument("--encoder", default=None, metavar="NAME",
+                   help=f"frozen pretrained encoder whose features the agent gets next to the "
+                   f"observation (dqn, ppo): {' | '.join(encoder_names())}")  # fmt: skip
+    p.add_argument("--encoder-model", default=None, metavar="PATH_OR_ID",
+                   help="the encoder's model: a local folder or a Hugging Face id")  # fmt: skip
+    p.add_argument("--encoder-prompt", default=None, metavar="TEXT",
+                   help="hf-vlm: the question asked with every frame")  # fmt: skip
+    p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="encoder option (repeatable): cache=N (LRU entries), every_k=K (reuse "
+                   "features for K steps), features=first_token_logits, dtype=, batch_size=, "
+                   "quantize=4bit, device=, state_text= (see docs/encoders.md)")  # fmt: skip
     p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -17,6 +17,13 @@ chosen greedily and never bootstrapped from. With ``prioritized`` the buffer sam
 proportion to ``(|td| + eps)^alpha`` and the loss is weighted by importance weights whose
 exponent beta rises linearly from ``per_beta`` to 1 over the run.
 
+With an ``encoder`` (a frozen pretrained model, :mod:`renshu.encoders`) the Q-network is the
+original design: its torso on the raw observation next to the (normalised) encoder features,
+then an MLP (:class:`~renshu.core.nets.FeatureTorso`). The collector computes the features once
+per env step and stores them as float16 in the replay buffer next to the observation (for an
+episode cut by the time limit, also those of its final observation); a gradient step reads them
+from there, so the encoder never runs while learning.
+
 Atari (``info["life_loss"]``): a lost life ends the n-step window and the bootstrap, as in the
 DeepMind setting, while the game itself goes on; ``clip_rewards`` learns from sign(reward)
 while the logged return stays the game score.
@@ -38,6 +45,8 @@ from renshu.core.buffers import ReplayBuffer
 from renshu.core.nets import adam, guarded_step, make_torso
 from renshu.core.policy import masked_logits
 from renshu.core.returns import q_targets
+from renshu.core.rollout import FEATURE_DTYPE, encode_features
+from renshu.encoders.base import Encoder, encoder_state, load_encoder_state, stateless
 from renshu.envs.base import random_legal_actions
 
 
@@ -136,11 +145,17 @@ class DQNConfig:
 
 
 class QNetwork(nn.Module):
-    """Q-values ``[B, A]`` from a torso chosen by the observation space; optionally dueling."""
+    """Q-values ``[B, A]`` from a torso chosen by the observation space; optionally dueling.
 
-    def __init__(self, observation_space, num_actions: int, hidden, activation, dueling: bool):
+    ``feature_dim > 0``: the torso also takes encoder features of that size (``features``)."""
+
+    def __init__(
+        self, observation_space, num_actions: int, hidden, activation, dueling: bool,
+        feature_dim: int = 0,
+    ):  # fmt: skip
         super().__init__()
-        self.torso = make_torso(observation_space, tuple(hidden), activation)
+        self.torso = make_torso(observation_space, tuple(hidden), activation, feature_dim)
+        self.feature_dim = feature_dim
         self.dueling = dueling
         if dueling:
             self.value = nn.Linear(self.torso.out_dim, 1)
@@ -148,12 +163,17 @@ class QNetwork(nn.Module):
         else:
             self.head = nn.Linear(self.torso.out_dim, num_actions)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.torso(obs)
+    def forward(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.torso(obs, features) if self.feature_dim else self.torso(obs)
         if not self.dueling:
             return self.head(h)
         a = self.advantage(h)
         return self.value(h) + a - a.mean(-1, keepdim=True)
+
+
+def _q(net: QNetwork, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Q-values of a batch's observation parts (with the stored encoder features, if any)."""
+    return net(parts["obs"], parts.get("feat"))
 
 
 def _torch_dtype(space) -> torch.dtype:
@@ -173,22 +193,27 @@ def linear_schedule(start: float, end: float, fraction: float, progress: float) 
 class DQN:
     config_class = DQNConfig
 
-    def __init__(self, env, config: DQNConfig, seed: int = 0):
+    def __init__(self, env, config: DQNConfig, seed: int = 0, encoder: Encoder | None = None):
         self.env = env
         self.config = config
         self.device = env.device
+        self.encoder = encoder
         cfg, N = config, env.num_envs
+        feature_dim = 0 if encoder is None else encoder.out_dim
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         torch.manual_seed(seed)  # network initialisation
         self.q = QNetwork(
-            env.observation_space, env.num_actions, cfg.hidden, cfg.activation, cfg.dueling
-        ).to(self.device)
+            env.observation_space, env.num_actions, cfg.hidden, cfg.activation, cfg.dueling,
+            feature_dim,
+        ).to(self.device)  # fmt: skip
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = adam(self.q.parameters(), cfg.learning_rate, eps=cfg.adam_eps)
         parts = {
             "obs": (tuple(env.observation_space.shape), _torch_dtype(env.observation_space)),
             "mask": ((env.num_actions,), torch.bool),
         }
+        if encoder is not None:
+            parts["feat"] = ((feature_dim,), FEATURE_DTYPE)
         self.buffer = ReplayBuffer(
             cfg.buffer_size, N, parts, self.device, n_step=cfg.n_step, gamma=cfg.gamma,
             frame_stack=getattr(env, "frame_stack", None),
@@ -199,6 +224,7 @@ class DQN:
         self.vector_steps = max(1, round(cfg.train_freq / N))
         self.obs, info = env.reset(seed=seed)
         self.mask = info["action_mask"]
+        self.feat = None if encoder is None else encode_features(encoder, self.obs)
         self.all_legal = torch.ones(N, env.num_actions, dtype=torch.bool, device=self.device)
         self.progress = 0.0  # fraction of the run's budget used, set by the runner
         self.env_steps = 0
@@ -217,19 +243,25 @@ class DQN:
             cfg.exploration_fraction, self.progress,
         )  # fmt: skip
 
+    def features(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """The encoder's features of ``obs`` for acting outside training (evaluation,
+        recording): encoded afresh, no every-k reuse. None without an encoder."""
+        return None if self.encoder is None else encode_features(stateless(self.encoder), obs)
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None, deterministic=True):
-        greedy = masked_logits(self.q(obs), mask).argmax(-1)
+        q = self.q(obs, self.features(obs))
+        greedy = masked_logits(q, mask).argmax(-1)
         if deterministic:
             return greedy
-        legal = mask if mask is not None else torch.ones_like(self.q(obs), dtype=torch.bool)
+        legal = mask if mask is not None else torch.ones_like(q, dtype=torch.bool)
         explore = torch.rand(obs.shape[0], generator=self.generator, device=obs.device)
         explore = explore < self.epsilon
         return torch.where(explore, random_legal_actions(legal, self.generator), greedy)
 
     @torch.no_grad()
     def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
-        return "Q-values", self.q(obs)
+        return "Q-values", self.q(obs, self.features(obs))
 
     # -- one iteration ---------------------------------------------------------------------
 
@@ -238,12 +270,12 @@ class DQN:
         cfg, env, N = self.config, self.env, self.env.num_envs
         eps = self.epsilon
         for _ in range(self.vector_steps):
-            obs, mask = self.obs, self.mask
+            obs, mask, feat = self.obs, self.mask, self.feat
             random_actions = random_legal_actions(mask, self.generator)
             if self.env_steps < cfg.learning_starts:
                 action = random_actions
             else:
-                greedy = masked_logits(self.q(obs), mask).argmax(-1)
+                greedy = masked_logits(self.q(obs, feat), mask).argmax(-1)
                 explore = torch.rand(N, generator=self.generator, device=self.device) < eps
                 action = torch.where(explore, random_actions, greedy)
             self.obs, reward, terminated, _, info = env.step(action)
@@ -259,9 +291,12 @@ class DQN:
                 "obs": info["final_obs"],
                 "mask": info.get("final_action_mask", self.all_legal),
             }
-            self.buffer.add(
-                {"obs": obs, "mask": mask}, action, reward, terminal, info["done"], final
-            )
+            parts = {"obs": obs, "mask": mask}
+            if self.encoder is not None:  # once per env step, on the obs the step returned
+                self.feat = encode_features(self.encoder, self.obs, info["done"])
+                parts["feat"] = feat
+                final["feat"] = self._final_features(info, terminal)
+            self.buffer.add(parts, action, reward, terminal, info["done"], final)
             self.added += N
             before = self.env_steps
             self.env_steps += N
@@ -270,6 +305,16 @@ class DQN:
             done = info["done"]
             for key, value in info["episode"].items():
                 stats.setdefault(key, []).append(value[done])
+
+    def _final_features(self, info: dict, terminal: torch.Tensor) -> torch.Tensor:
+        """Features of the final observations, computed only for the rows the buffer keeps
+        (episodes cut by the time limit); zeros elsewhere."""
+        out = torch.zeros_like(self.feat)
+        cut = info["done"] & ~terminal
+        if bool(cut.any()):
+            rows = cut.nonzero().squeeze(1)
+            out[rows] = encode_features(stateless(self.encoder), info["final_obs"][rows])
+        return out
 
     def _update_target(self) -> None:
         online = list(self.q.parameters())
@@ -291,11 +336,11 @@ class DQN:
         """One Huber-loss step on batch ``b``; ``next_target``: Q_target of its next obs."""
         cfg = self.config
         with torch.no_grad():
-            next_q = self.q(b.next_obs["obs"]) if cfg.double else next_target
+            next_q = _q(self.q, b.next_obs) if cfg.double else next_target
             y = q_targets(
                 b.returns, b.discounts, next_q, next_target, b.next_obs["mask"], cfg.double
             )
-        q = self.q(b.obs["obs"]).gather(1, b.actions.unsqueeze(1)).squeeze(1)
+        q = _q(self.q, b.obs).gather(1, b.actions.unsqueeze(1)).squeeze(1)
         loss = (b.weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -317,12 +362,12 @@ class DQN:
             for _ in range(cfg.gradient_steps):
                 b = self.buffer.sample(cfg.batch_size, self.generator, beta)
                 with torch.no_grad():
-                    next_target = self.target(b.next_obs["obs"])
+                    next_target = _q(self.target, b.next_obs)
                 sums += torch.stack(self._gradient_step(b, next_target))
             return sums
         big = self.buffer.sample(cfg.batch_size * cfg.gradient_steps, self.generator)
         with torch.no_grad():
-            next_target = self.target(big.next_obs["obs"])
+            next_target = _q(self.target, big.next_obs)
         for b, nt in zip(big.split(cfg.batch_size), next_target.split(cfg.batch_size)):
             sums += torch.stack(self._gradient_step(b, nt))
         return sums
@@ -367,6 +412,9 @@ class DQN:
         }
         if self.config.checkpoint_buffer:
             state["buffer"] = self.buffer.state_dict()
+        if self.encoder is not None:
+            state["feat"] = self.feat
+            state["encoder"] = encoder_state(self.encoder)
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -376,6 +424,11 @@ class DQN:
         self.generator.set_state(state["generator"])
         self.obs = state["obs"].to(self.device)
         self.mask = state["mask"].to(self.device)
+        if self.encoder is not None:
+            if "feat" not in state:
+                raise ValueError("the checkpoint was saved without an encoder")
+            self.feat = state["feat"].to(self.device)
+            load_encoder_state(self.encoder, state["encoder"])
         self.env_steps = int(state["env_steps"])
         self.grad_steps = int(state["grad_steps"])
         if "buffer" in state:

@@ -11,6 +11,11 @@ with ``r = pi(a|s) / pi_old(a|s)``, optional value clipping, gradient-norm clipp
 learning-rate annealing and an optional early stop when the approximate KL exceeds ``target_kl``.
 Illegal actions (``info["action_mask"]``) get a logit of -1e8, so they are never sampled and
 carry no gradient.
+
+With an ``encoder`` (a frozen pretrained model, :mod:`renshu.encoders`), the collector computes
+its features once per env step and keeps them (float16) in the rollout; actor and critic take
+them next to the observation (:class:`~renshu.core.nets.FeatureTorso`). The minibatch epochs
+read them from the rollout: the encoder never runs while learning.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from renshu.core.policy import (
     policy_actions,
 )
 from renshu.core.returns import gae, normalize
-from renshu.core.rollout import RolloutCollector
+from renshu.core.rollout import RolloutCollector, encode_features
+from renshu.encoders.base import Encoder, stateless
 
 
 @dataclass(frozen=True)
@@ -119,14 +125,16 @@ class PPOConfig:
 class PPO:
     config_class = PPOConfig
 
-    def __init__(self, env, config: PPOConfig, seed: int = 0):
+    def __init__(self, env, config: PPOConfig, seed: int = 0, encoder: Encoder | None = None):
         self.env = env
         self.config = config
         self.device = env.device
-        self.generator, self.policy = build_actor_critic(env, config, seed)
+        self.encoder = encoder
+        feature_dim = 0 if encoder is None else encoder.out_dim
+        self.generator, self.policy = build_actor_critic(env, config, seed, feature_dim)
         self.params = list(self.policy.parameters())
         self.optimizer = adam(self.params, config.learning_rate)
-        self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
+        self.collector = RolloutCollector(env, config.num_steps, seed, self.generator, encoder)
         self.progress = 0.0  # fraction of the run's budget used, set by the runner
         self.env_steps = 0
 
@@ -134,11 +142,17 @@ class PPO:
     def steps_per_update(self) -> int:
         return self.config.num_steps * self.env.num_envs
 
+    def features(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """The encoder's features of ``obs`` for acting outside training (evaluation,
+        recording): encoded afresh, no every-k reuse. None without an encoder."""
+        return None if self.encoder is None else encode_features(stateless(self.encoder), obs)
+
     def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None, deterministic=True):
-        return policy_actions(self.policy, obs, mask, deterministic, self.generator)
+        features = self.features(obs)
+        return policy_actions(self.policy, obs, mask, deterministic, self.generator, features)
 
     def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
-        return action_probabilities(self.policy, obs, mask)
+        return action_probabilities(self.policy, obs, mask, self.features(obs))
 
     def update(self) -> dict:
         cfg = self.config
@@ -153,6 +167,7 @@ class PPO:
         )  # fmt: skip
 
         b_obs = ro.obs.flatten(0, 1)
+        b_features = ro.features.flatten(0, 1) if self.encoder is not None else None
         b_masks = ro.masks.flatten(0, 1)
         b_actions = ro.actions.flatten()
         b_logprobs = ro.logprobs.flatten()
@@ -170,7 +185,9 @@ class PPO:
             kl_epoch = torch.zeros((), device=self.device)
             for start in range(0, batch, mb_size):
                 idx = perm[start : start + mb_size]
-                logits, value = self.policy(b_obs[idx])
+                logits, value = self.policy(
+                    b_obs[idx], None if b_features is None else b_features[idx]
+                )
                 newlogp, entropy = log_prob_entropy(
                     masked_logits(logits, b_masks[idx]), b_actions[idx]
                 )

@@ -67,7 +67,12 @@ class MLPTorso(nn.Module):
 
 
 class NatureCNN(nn.Module):
-    """uint8 frame stacks ``[B, C, 84, 84]`` -> 512 features (the DQN Nature network)."""
+    """uint8 frame stacks ``[B, C, 84, 84]`` -> 512 features (the DQN Nature network).
+
+    Weights and inputs are kept channels-last (NHWC): oneDNN's convolutions run several times
+    faster in that layout on CPU than in the default NCHW (see benchmarks/atari_throughput.py),
+    and cuDNN prefers it too.
+    """
 
     def __init__(self, channels: int = 4, out_dim: int = 512):
         super().__init__()
@@ -83,9 +88,38 @@ class NatureCNN(nn.Module):
             nn.ReLU(),
         )
         self.out_dim = out_dim
+        self.body.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.body(obs.float() / 255.0)
+        x = obs.contiguous(memory_format=torch.channels_last).float() / 255.0
+        return self.body(x)
+
+
+class FeatureTorso(nn.Module):
+    """A torso on the raw observation next to frozen-encoder features.
+
+    ``h = MLP([torso(obs), LayerNorm(features)])``: the features (any float dtype, e.g. the
+    float16 a replay buffer keeps) are normalised, because the texts or frames of one game embed
+    close together; the encoder itself never runs here.
+    """
+
+    def __init__(
+        self, torso: nn.Module, feature_dim: int, hidden: tuple[int, ...], activation: str
+    ):
+        super().__init__()
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        self.torso = torso
+        self.norm = nn.LayerNorm(feature_dim)
+        self.body = mlp([torso.out_dim + feature_dim, hidden[-1]], activation)
+        self.feature_dim = feature_dim
+        self.out_dim = hidden[-1]
+
+    def forward(self, obs: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        if features is None:
+            raise ValueError("this network takes encoder features next to the observation")
+        x = torch.cat([self.torso(obs), self.norm(features.float())], dim=-1)
+        return self.body(x)
 
 
 def adam(params, lr: float, eps: float = 1e-5) -> torch.optim.Adam:
@@ -120,9 +154,18 @@ def guarded_step(
 
 
 def make_torso(
-    space: gym.Space, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh"
+    space: gym.Space,
+    hidden: tuple[int, ...] = (64, 64),
+    activation: str = "tanh",
+    feature_dim: int = 0,
 ) -> nn.Module:
-    """Pick a torso for one env's observation space (the module has ``out_dim``)."""
+    """Pick a torso for one env's observation space (the module has ``out_dim``).
+
+    ``feature_dim > 0``: the torso is wrapped in a :class:`FeatureTorso` that also takes encoder
+    features of that size (call it as ``torso(obs, features)``).
+    """
+    if feature_dim:
+        return FeatureTorso(make_torso(space, hidden, activation), feature_dim, hidden, activation)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if not isinstance(space, gym.spaces.Box):

@@ -36,7 +36,11 @@ def log_prob_entropy(
 
 
 class ActorCritic(nn.Module):
-    """Policy logits and state value, with separate or shared torsos."""
+    """Policy logits and state value, with separate or shared torsos.
+
+    ``feature_dim > 0``: each torso also takes encoder features of that size next to the
+    observation (:class:`~renshu.core.nets.FeatureTorso`); pass them as ``features``.
+    """
 
     def __init__(
         self,
@@ -45,39 +49,51 @@ class ActorCritic(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
         shared_torso: bool = False,
+        feature_dim: int = 0,
     ):
         super().__init__()
-        self.actor_torso = make_torso(observation_space, hidden, activation)
+        self.actor_torso = make_torso(observation_space, hidden, activation, feature_dim)
         self.critic_torso = (
-            self.actor_torso if shared_torso else make_torso(observation_space, hidden, activation)
+            self.actor_torso
+            if shared_torso
+            else make_torso(observation_space, hidden, activation, feature_dim)
         )
         self.shared = shared_torso
+        self.feature_dim = feature_dim
         self.actor_head = layer_init(nn.Linear(self.actor_torso.out_dim, num_actions), gain=0.01)
         self.critic_head = layer_init(nn.Linear(self.critic_torso.out_dim, 1), gain=1.0)
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _torso(self, torso: nn.Module, obs: torch.Tensor, features: torch.Tensor | None):
+        return torso(obs, features) if self.feature_dim else torso(obs)
+
+    def forward(
+        self, obs: torch.Tensor, features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [B, A], value [B])``."""
-        h = self.actor_torso(obs)
-        c = h if self.shared else self.critic_torso(obs)
+        h = self._torso(self.actor_torso, obs, features)
+        c = h if self.shared else self._torso(self.critic_torso, obs, features)
         return self.actor_head(h), self.critic_head(c).squeeze(-1)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic_head(self.critic_torso(obs)).squeeze(-1)
+    def value(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.critic_head(self._torso(self.critic_torso, obs, features)).squeeze(-1)
 
-    def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor_head(self.actor_torso(obs))
+    def logits(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.actor_head(self._torso(self.actor_torso, obs, features))
 
 
-def build_actor_critic(env, config, seed: int) -> tuple[torch.Generator, ActorCritic]:
+def build_actor_critic(
+    env, config, seed: int, feature_dim: int = 0
+) -> tuple[torch.Generator, ActorCritic]:
     """The sampling generator and the network of an on-policy algorithm, both from ``seed``.
 
-    ``config`` has ``hidden``, ``activation`` and ``shared_torso``.
+    ``config`` has ``hidden``, ``activation`` and ``shared_torso``; ``feature_dim``: the size of
+    the encoder features the network takes (0: none).
     """
     generator = torch.Generator(device=env.device).manual_seed(seed)
     torch.manual_seed(seed)  # network initialisation
     policy = ActorCritic(
         env.observation_space, env.num_actions, config.hidden, config.activation,
-        config.shared_torso,
+        config.shared_torso, feature_dim,
     ).to(env.device)  # fmt: skip
     return generator, policy
 
@@ -97,18 +113,25 @@ def policy_actions(
     mask: torch.Tensor | None,
     deterministic: bool,
     generator: torch.Generator | None,
+    features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy (argmax) or sampled actions of ``policy``; illegal actions are never chosen."""
-    logits = masked_logits(policy.logits(obs), mask)
+    logits = policy.logits(obs) if features is None else policy.logits(obs, features)
+    logits = masked_logits(logits, mask)
     return logits.argmax(-1) if deterministic else sample(logits, generator)
 
 
 @torch.no_grad()
 def action_probabilities(
-    policy: ActorCritic, obs: torch.Tensor, mask: torch.Tensor | None
+    policy: ActorCritic,
+    obs: torch.Tensor,
+    mask: torch.Tensor | None,
+    features: torch.Tensor | None = None,
 ) -> tuple[str, torch.Tensor]:
     """What an animation overlay shows for a policy: its action probabilities."""
-    return "action probabilities", torch.softmax(masked_logits(policy.logits(obs), mask), -1)
+    logits = policy.logits(obs) if features is None else policy.logits(obs, features)
+    logits = masked_logits(logits, mask)
+    return "action probabilities", torch.softmax(logits, -1)
 
 
 def on_policy_state(algo) -> dict:

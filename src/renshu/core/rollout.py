@@ -1,4 +1,9 @@
-"""On-policy rollout collection from a TensorEnv into preallocated ``[T, N]`` tensors."""
+"""On-policy rollout collection from a TensorEnv into preallocated ``[T, N]`` tensors.
+
+With an encoder, the collector runs it once per env step, on the observations the step
+returned (and, once per rollout, on the final observations of episodes cut by the time limit),
+and keeps the features as float16 next to the observations; the policy never runs it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,17 @@ from dataclasses import dataclass, field
 import torch
 
 from renshu.core.policy import ActorCritic, log_prob_entropy, masked_logits, sample
+from renshu.encoders.base import Encoder, encoder_state, load_encoder_state, stateless
+
+FEATURE_DTYPE = torch.float16  # how encoder features are kept in rollouts and replay buffers
+
+
+@torch.no_grad()
+def encode_features(
+    encoder: Encoder, obs: torch.Tensor, done: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The encoder's features of ``obs`` as kept for learning (float16, on ``obs.device``)."""
+    return encoder.encode(obs, done=done).to(obs.device, FEATURE_DTYPE)
 
 
 @dataclass
@@ -22,20 +38,32 @@ class Rollout:
     final_values: torch.Tensor  # [T, N]: V(final obs) where truncated, else 0
     next_value: torch.Tensor  # [N]
     episodes: dict[str, torch.Tensor] = field(default_factory=dict)  # finished episodes' stats
+    # float16 [T, N, D]: encoder features of obs[t]; D = 0 without an encoder.
+    features: torch.Tensor = field(default_factory=lambda: torch.empty(0, 0, 0))
 
 
 class RolloutCollector:
-    """Steps ``env`` with ``policy`` for ``num_steps`` and keeps the env's latest obs/mask.
+    """Steps ``env`` with ``policy`` for ``num_steps`` and keeps the env's latest obs/mask
+    (and, with an ``encoder``, their features).
 
     Its state (current obs and mask) is part of a checkpoint so a resumed run continues exactly.
     """
 
-    def __init__(self, env, num_steps: int, seed: int | None, generator: torch.Generator):
+    def __init__(
+        self,
+        env,
+        num_steps: int,
+        seed: int | None,
+        generator: torch.Generator,
+        encoder: Encoder | None = None,
+    ):
         self.env = env
         self.num_steps = num_steps
         self.generator = generator
+        self.encoder = encoder
         self.obs, info = env.reset(seed=seed)
         self.mask = info["action_mask"]
+        self.features = None if encoder is None else encode_features(encoder, self.obs)
 
     @torch.no_grad()
     def collect(self, policy: ActorCritic) -> Rollout:
@@ -51,12 +79,16 @@ class RolloutCollector:
         terminated = torch.empty((T, N), dtype=torch.bool, device=dev)
         truncated = torch.empty((T, N), dtype=torch.bool, device=dev)
         done = torch.empty((T, N), dtype=torch.bool, device=dev)
+        dim = 0 if self.encoder is None else self.features.shape[-1]
+        features = torch.empty((T, N, dim), dtype=FEATURE_DTYPE, device=dev)
         stats: dict[str, torch.Tensor] = {}
 
         for t in range(T):
             obs_buf[t] = self.obs
             masks[t] = self.mask
-            logits, value = policy(self.obs)
+            if self.encoder is not None:
+                features[t] = self.features
+            logits, value = policy(self.obs, self.features)
             logits = masked_logits(logits, self.mask)
             action = sample(logits, self.generator)
             logprobs[t], _ = log_prob_entropy(logits, action)
@@ -70,26 +102,41 @@ class RolloutCollector:
             truncated[t] = trunc
             done[t] = info["done"]
             final_obs_buf[t] = info["final_obs"]
+            if self.encoder is not None:  # once per env step, on the obs the step returned
+                self.features = encode_features(self.encoder, self.obs, info["done"])
             for key, value in info["episode"].items():
                 if key not in stats:
                     stats[key] = torch.empty((T, N), dtype=value.dtype, device=dev)
                 stats[key][t] = value
 
-        next_value = policy.value(self.obs)
+        next_value = policy.value(self.obs, self.features)
         # V(final obs) only where an episode was cut by the time limit (one host sync per rollout).
         final_values = torch.zeros((T, N), device=dev)
         cut = truncated & ~terminated
         if bool(cut.any()):
-            final_values[cut] = policy.value(final_obs_buf[cut])
+            final_obs = final_obs_buf[cut]
+            final_features = None
+            if self.encoder is not None:  # these rows are not the env batch: no every-k reuse
+                final_features = encode_features(stateless(self.encoder), final_obs)
+            final_values[cut] = policy.value(final_obs, final_features)
         episodes = {key: buf[done] for key, buf in stats.items()}
         return Rollout(
             obs_buf, actions, logprobs, values, rewards, terminated, truncated, masks,
-            final_values, next_value, episodes,
+            final_values, next_value, episodes, features,
         )  # fmt: skip
 
     def state_dict(self) -> dict:
-        return {"obs": self.obs, "mask": self.mask}
+        state = {"obs": self.obs, "mask": self.mask}
+        if self.encoder is not None:
+            state["features"] = self.features
+            state["encoder"] = encoder_state(self.encoder)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.obs = state["obs"].to(self.env.device)
         self.mask = state["mask"].to(self.env.device)
+        if self.encoder is not None:
+            if "features" not in state:
+                raise ValueError("the checkpoint was saved without an encoder")
+            self.features = state["features"].to(self.env.device)
+            load_encoder_state(self.encoder, state["encoder"])

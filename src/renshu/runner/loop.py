@@ -6,6 +6,7 @@ Algorithms do the math (``update()``); everything with side effects happens here
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import shutil
@@ -58,9 +59,14 @@ class RunSpec:
     backend: str = "local"
     num_workers: int = 2
     ray_address: str | None = None
+    encoder: str | None = None
+    encoder_model: str | None = None
+    encoder_prompt: str | None = None
+    encoder_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         check_seed(self.seed)
+        self.validate_encoder()
         if self.backend not in ("local", "ray"):
             raise ValueError(f"--backend must be local or ray, got {self.backend!r}")
         if self.num_workers < 1:
@@ -73,6 +79,45 @@ class RunSpec:
             raise ValueError(f"--eval-episodes must be >= 1, got {self.eval_episodes}")
         if self.eval_every is not None and self.eval_every < 1:
             raise ValueError(f"--eval-every must be >= 1, got {self.eval_every}")
+
+    def validate_encoder(self) -> None:
+        """Encoder flags need --encoder, a known name, an algorithm that takes features, and
+        local collection."""
+        if self.encoder is None:
+            if self.encoder_model or self.encoder_prompt or self.encoder_options:
+                raise ValueError(
+                    "--encoder-model, --encoder-prompt and --encoder-option go with --encoder NAME"
+                )
+            return
+        from renshu.encoders.base import encoder_class
+
+        encoder_class(self.encoder)  # an unknown name: one error listing the valid ones
+        if not _takes_encoder(self.algo):
+            takes = [a for a in algos.algorithm_names() if _takes_encoder(a)]
+            raise ValueError(
+                f"{self.algo} does not take encoder features; --encoder works with "
+                f"{', '.join(takes)}"
+            )
+        if self.backend != "local":
+            raise ValueError("--encoder runs with --backend local (the collector encodes)")
+
+
+def _takes_encoder(algo: str) -> bool:
+    return "encoder" in inspect.signature(algos.get_algorithm(algo)).parameters
+
+
+def make_run_encoder(spec: RunSpec):
+    """The encoder of a run (None without one), built from its spec as config.json records it."""
+    if spec.encoder is None:
+        return None
+    from renshu.encoders import make_encoder
+
+    options = dict(spec.encoder_options)
+    if spec.encoder_model is not None:
+        options["model"] = spec.encoder_model
+    if spec.encoder_prompt is not None:
+        options["prompt"] = spec.encoder_prompt
+    return make_encoder(spec.encoder, **options)
 
 
 def default_run_dir(spec: RunSpec) -> Path:
@@ -95,6 +140,8 @@ def build(spec: RunSpec, algo_values: dict[str, Any]):
     env = make_env(
         spec.env, num_envs=config.num_envs, device=device, seed=spec.seed, **spec.env_options
     )
+    if spec.encoder is not None:
+        return cls(env, config, seed=spec.seed, encoder=make_run_encoder(spec)), config
     return cls(env, config, seed=spec.seed), config
 
 

@@ -14,6 +14,52 @@ from renshu.envs.base import make_generator, random_legal_actions
 # act(obs [1, ...], mask [1, A]) -> action [1];  values(obs, mask) -> (label, [1, A] tensor)
 ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ValuesFn = Callable[[torch.Tensor, torch.Tensor], tuple[str, torch.Tensor]]
+# explain(obs [B, ...]) -> one text per observation, drawn on the frame (``--explain``)
+ExplainFn = Callable[[torch.Tensor], list[str]]
+
+EXPLAIN_WIDTH = 24  # characters per panel line
+EXPLAIN_LINES = 6  # panel lines an explanation may take
+
+
+def explainer(algo, spec, prompt: str | None = None, max_new_tokens: int = 24) -> ExplainFn:
+    """The text answers of a run's vision-language encoder (``describe``) for recorded frames.
+
+    Raises a ValueError unless the run was trained with ``--encoder hf-vlm``.
+    """
+    from renshu.encoders import stateless
+
+    encoder = getattr(algo, "encoder", None)
+    if encoder is None or not callable(getattr(encoder, "describe", None)):
+        used = f"--encoder {spec.encoder}" if getattr(spec, "encoder", None) else "no encoder"
+        raise ValueError(
+            f"--explain needs a run trained with --encoder hf-vlm (this run used {used})"
+        )
+    model = stateless(encoder)
+
+    def explain(obs: torch.Tensor) -> list[str]:
+        return model.describe(obs, prompt=prompt, max_new_tokens=max_new_tokens)
+
+    return explain
+
+
+def _explain_lines(explain: ExplainFn | None, obs: list[torch.Tensor]) -> list[list[str]]:
+    """Panel lines of the explanation of each observation (all at once: one batched call)."""
+    if explain is None or not obs:
+        return [[] for _ in obs]
+    import textwrap
+
+    out = []
+    for text in explain(torch.cat(obs)):
+        wrapped = textwrap.wrap(f"VLM: {text.strip() or '(no answer)'}", EXPLAIN_WIDTH)
+        if len(wrapped) > EXPLAIN_LINES:
+            wrapped = [*wrapped[: EXPLAIN_LINES - 1], wrapped[EXPLAIN_LINES - 1][:-3] + "..."]
+        out.append(wrapped)
+    return out
+
+
+def _with_text(lines: list[str], text: list[str]) -> list[str]:
+    """``lines`` with the explanation above their last line (the label of the bars)."""
+    return [*lines[:-1], *text, lines[-1]] if text else lines
 
 
 def _keep(n: int, max_frames: int) -> range:
@@ -22,8 +68,9 @@ def _keep(n: int, max_frames: int) -> range:
 
 
 def _frames_native(
-    game, act: ActFn, values: ValuesFn, seed: int, max_steps: int, title: str, max_frames: int
-):
+    game, act: ActFn, values: ValuesFn, seed: int, max_steps: int, title: str, max_frames: int,
+    explain: ExplainFn | None = None,
+):  # fmt: skip
     from renshu.envs.render import overlay_panel
 
     generator = make_generator(torch.device("cpu"), seed)
@@ -37,16 +84,18 @@ def _frames_native(
         header = f"step {step}  " + _score_text(game, state, total)
         lines = [title, f"action: {names[int(action[0])]}", label]
         bars = {names[a]: float(vals[0, a]) for a in range(game.num_actions)}
-        shots.append((state, header, lines, bars))  # rendered later, only the frames kept
+        shots.append((state, header, lines, bars, obs))  # rendered later, only the frames kept
         state, reward, term = game.step(state, action, generator)
         total += float(reward[0])
         step += 1
         terminated = bool(term[0])
         if terminated:
             break
+    kept = [shots[i] for i in _keep(len(shots), max_frames)]
+    texts = _explain_lines(explain, [shot[4] for shot in kept])
     frames = [
-        overlay_panel(game.render_rgb(st, 0, header=header), lines, bars)
-        for st, header, lines, bars in (shots[i] for i in _keep(len(shots), max_frames))
+        overlay_panel(game.render_rgb(st, 0, header=header), _with_text(lines, text), bars)
+        for (st, header, lines, bars, _), text in zip(kept, texts)
     ]
     end = "game over" if terminated else f"stopped after {step} steps"
     header = f"step {step}  " + _score_text(game, state, total)
@@ -63,7 +112,7 @@ def _score_text(game, state, total: float) -> str:
 
 def _frames_gym(
     env_id: str, act: ActFn, values: ValuesFn, seed: int, max_steps: int, title: str,
-    max_frames: int,
+    max_frames: int, explain: ExplainFn | None = None,
 ):  # fmt: skip
     import gymnasium as gym
 
@@ -82,19 +131,24 @@ def _frames_gym(
         label, vals = values(o, mask)
         bars = {str(a): float(vals[0, a]) for a in range(n)}
         lines = [title, f"step {step}  return {total:g}", f"action: {int(action[0])}", label]
-        shots.append((np.asarray(env.render()), lines, bars))
+        shots.append((np.asarray(env.render()), lines, bars, o))
         obs, reward, terminated, truncated, _ = env.step(int(action[0]))
         total += float(reward)
         step += 1
         done = terminated or truncated
     env.close()
-    frames = [overlay_panel(*shots[i]) for i in _keep(len(shots), max_frames)]
+    kept = [shots[i] for i in _keep(len(shots), max_frames)]
+    texts = _explain_lines(explain, [shot[3] for shot in kept])
+    frames = [
+        overlay_panel(image, _with_text(lines, text), bars)
+        for (image, lines, bars, _), text in zip(kept, texts)
+    ]
     return frames, step, total
 
 
 def _frames_atari(
     env_name: str, env_options: dict, act: ActFn, values: ValuesFn, seed: int, max_steps: int,
-    title: str, max_frames: int, scale: int = 3,
+    title: str, max_frames: int, scale: int = 3, explain: ExplainFn | None = None,
 ):  # fmt: skip
     """One Atari game as the agent sees it: the newest 84x84 frame of its stack, enlarged."""
     from renshu.envs.atari import AtariEnv
@@ -112,7 +166,7 @@ def _frames_atari(
         lines = [
             title, f"step {step}  score {total:g}", f"action: {names[int(action[0])]}", label
         ]  # fmt: skip
-        shots.append((obs[0, -1].numpy(), lines, bars))
+        shots.append((obs[0, -1].numpy(), lines, bars, obs))
         obs, reward, _, _, info = env.step(action)
         total += float(reward[0])
         step += 1
@@ -123,8 +177,11 @@ def _frames_atari(
         big = grey.repeat(scale, 0).repeat(scale, 1)
         return np.repeat(big[:, :, None], 3, axis=2)
 
+    kept = [shots[i] for i in _keep(len(shots), max_frames)]
+    texts = _explain_lines(explain, [shot[3] for shot in kept])
     frames = [
-        overlay_panel(frame(shots[i][0]), *shots[i][1:]) for i in _keep(len(shots), max_frames)
+        overlay_panel(frame(grey), _with_text(lines, text), bars)
+        for (grey, lines, bars, _), text in zip(kept, texts)
     ]
     return frames, step, total
 
@@ -140,11 +197,13 @@ def record(
     fps: int = 12,
     title: str = "",
     max_frames: int = 150,
+    explain: ExplainFn | None = None,
 ) -> dict:
     """Play one episode and write it to ``out`` (.gif or .mp4). Returns steps and return.
 
     Long episodes are shown with every k-th step so the animation has at most ``max_frames``
-    frames (plus a held final frame).
+    frames (plus a held final frame). ``explain`` (see :func:`explainer`) writes a text on each
+    frame shown, computed for those frames only.
     """
     from renshu.envs.registry import _ALIASES, NATIVE_ENVS
     from renshu.viz.animation import save_animation
@@ -154,14 +213,16 @@ def record(
         game = NATIVE_ENVS[name].make_game(**env_options)
         limit = NATIVE_ENVS[name].max_episode_steps
         max_steps = min(max_steps, limit) if limit else max_steps
-        frames, steps, total = _frames_native(game, act, values, seed, max_steps, title, max_frames)
+        frames, steps, total = _frames_native(
+            game, act, values, seed, max_steps, title, max_frames, explain
+        )
     elif name.startswith("ALE/"):
         frames, steps, total = _frames_atari(
-            name, env_options, act, values, seed, max_steps, title, max_frames
+            name, env_options, act, values, seed, max_steps, title, max_frames, explain=explain
         )
     else:
         frames, steps, total = _frames_gym(
-            env_name, act, values, seed, max_steps, title, max_frames
+            env_name, act, values, seed, max_steps, title, max_frames, explain
         )
     save_animation(frames, out, fps=fps)
     return {"out": str(out), "steps": steps, "return": total, "frames": len(frames)}
