@@ -21,6 +21,14 @@ evaluations, up to the first one that passes; both sides follow the same rule:
   >= 475. Its clock starts in ``on_training_start`` (model and envs built, envs reset) and
   stops when the passing evaluation returns. The eval vec env has ``--sb3-eval-envs`` envs
   (default: as many as episodes, one episode each, the same batching as renshu's evaluation).
+* ``renshu DQN`` / ``SB3 DQN`` (``--algos dqn``): renshu's DQN CartPole preset against
+  ``stable_baselines3.DQN`` with RL Zoo's ``CartPole-v1`` hyperparameters (``hyperparams/dqn.yml``:
+  one env, lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000, gamma 0.99,
+  target_update_interval 10, train_freq 256, gradient_steps 128, exploration_fraction 0.16,
+  exploration_final_eps 0.04, net_arch [256, 256]), with the same callback. Epsilon schedules
+  run over the budget on both sides; RL Zoo trains this for 5e4 steps, so ``--max-steps 50000``
+  reproduces its schedule. Each renshu row is compared with SB3 of its own family (DQN with
+  DQN; PPO and A2C with PPO).
 
 Both sides get the same budget MAX (``--max-steps``); a seed that never passes is reported as
 "not reached" with the time it spent. Learning rates anneal linearly to 0 over MAX on both
@@ -38,6 +46,7 @@ when half or more of the seeds fail).
     python benchmarks/solve_cartpole.py                        # 3 seeds, 300k steps (minutes)
     python benchmarks/solve_cartpole.py --quick                # 1 seed, 150k steps
     python benchmarks/solve_cartpole.py --seeds 5 --algos ppo,a2c --json out.json
+    python benchmarks/solve_cartpole.py --algos dqn --max-steps 50000 --eval-every 5000
 """
 
 from __future__ import annotations
@@ -75,6 +84,24 @@ ZOO_PPO_CARTPOLE = {
     "ent_coef": 0.0,
     "learning_rate": "lin_0.001",
     "clip_range": "lin_0.2",
+}
+
+
+# rl-baselines3-zoo, hyperparams/dqn.yml, "CartPole-v1" (one env).
+ZOO_DQN_CARTPOLE = {
+    "n_timesteps": 5e4,
+    "policy": "MlpPolicy",
+    "learning_rate": 2.3e-3,
+    "batch_size": 64,
+    "buffer_size": 100_000,
+    "learning_starts": 1000,
+    "gamma": 0.99,
+    "target_update_interval": 10,
+    "train_freq": 256,
+    "gradient_steps": 128,
+    "exploration_fraction": 0.16,
+    "exploration_final_eps": 0.04,
+    "net_arch": [256, 256],
 }
 
 
@@ -155,17 +182,17 @@ def _linear(initial: float):
 
 def run_sb3(
     seed: int, max_steps: int, eval_every: int, episodes: int, eval_envs: int, threads: int,
-    target: float = TARGET,
+    target: float = TARGET, algo: str = "ppo",
 ) -> Result:  # fmt: skip
     import torch
-    from stable_baselines3 import PPO
+    from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
     torch.set_num_threads(threads)
-    hp = ZOO_PPO_CARTPOLE
-    env = make_vec_env("CartPole-v1", n_envs=hp["n_envs"], seed=seed)
+    n_envs = ZOO_PPO_CARTPOLE["n_envs"] if algo == "ppo" else 1
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
     eval_env = make_vec_env("CartPole-v1", n_envs=eval_envs, seed=seed + 1_000_003)
 
     class SolveCallback(BaseCallback):
@@ -211,19 +238,32 @@ def run_sb3(
                 self.checked = self.num_timesteps
             self.end = time.perf_counter()
 
-    model = PPO(
-        hp["policy"], env, n_steps=hp["n_steps"], batch_size=hp["batch_size"],
-        gae_lambda=hp["gae_lambda"], gamma=hp["gamma"], n_epochs=hp["n_epochs"],
-        ent_coef=hp["ent_coef"], learning_rate=_linear(0.001), clip_range=_linear(0.2),
-        seed=seed, device="cpu", verbose=0,
-    )  # fmt: skip
+    if algo == "ppo":
+        hp = ZOO_PPO_CARTPOLE
+        model = PPO(
+            hp["policy"], env, n_steps=hp["n_steps"], batch_size=hp["batch_size"],
+            gae_lambda=hp["gae_lambda"], gamma=hp["gamma"], n_epochs=hp["n_epochs"],
+            ent_coef=hp["ent_coef"], learning_rate=_linear(0.001), clip_range=_linear(0.2),
+            seed=seed, device="cpu", verbose=0,
+        )  # fmt: skip
+    else:
+        hp = ZOO_DQN_CARTPOLE
+        model = DQN(
+            hp["policy"], env, learning_rate=hp["learning_rate"], batch_size=hp["batch_size"],
+            buffer_size=hp["buffer_size"], learning_starts=hp["learning_starts"],
+            gamma=hp["gamma"], target_update_interval=hp["target_update_interval"],
+            train_freq=hp["train_freq"], gradient_steps=hp["gradient_steps"],
+            exploration_fraction=hp["exploration_fraction"],
+            exploration_final_eps=hp["exploration_final_eps"],
+            policy_kwargs={"net_arch": hp["net_arch"]}, seed=seed, device="cpu", verbose=0,
+        )  # fmt: skip
     cb = SolveCallback()
     model.learn(total_timesteps=max_steps, callback=cb)
     spent = cb.end - cb.start
     env.close()
     eval_env.close()
     return Result(
-        impl="SB3 PPO",
+        impl=f"SB3 {algo.upper()}",
         seed=seed,
         reached=cb.reached is not None,
         steps=cb.reached[0] if cb.reached else None,
@@ -259,11 +299,17 @@ def summarize(results: list[Result]) -> list[dict]:
                 "median_steps": _median([r.steps for r in rs]),
             }
         )
-    sb3 = next((r["median_seconds"] for r in rows if r["impl"] == "SB3 PPO"), None)
+    medians = {row["impl"]: row["median_seconds"] for row in rows}
     for row in rows:
+        sb3 = medians.get(sb3_baseline(row["impl"]))
         ok = sb3 is not None and math.isfinite(sb3) and math.isfinite(row["median_seconds"])
         row["x_faster_than_sb3"] = sb3 / row["median_seconds"] if ok else None
     return rows
+
+
+def sb3_baseline(impl: str) -> str:
+    """The SB3 row an implementation is compared with: SB3 DQN for DQN, else SB3 PPO."""
+    return "SB3 DQN" if impl.endswith("DQN") else "SB3 PPO"
 
 
 def _finite_or_none(x):
@@ -308,7 +354,7 @@ def per_seed_table(results: list[Result], target: float = TARGET) -> str:
 def summary_table(rows: list[dict], target: float = TARGET) -> str:
     lines = [
         f"| implementation | median seconds to {target:g} | median env steps | seeds reached "
-        "| x faster than SB3 |",
+        "| x faster than SB3 (same family) |",
         "|---|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -330,7 +376,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, default=100, help="episodes per evaluation (100)")
     p.add_argument("--target", type=float, default=TARGET, help="mean return to reach (475)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, every side (1)")
-    p.add_argument("--algos", default="ppo", help="renshu algorithms, comma-separated (ppo)")
+    p.add_argument(
+        "--algos", default="ppo", help="renshu algorithms, comma-separated: ppo,a2c,dqn (ppo)"
+    )
     p.add_argument(
         "--sb3-eval-envs", type=int, default=None, help="SB3 eval vec env size (= episodes)"
     )
@@ -345,7 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.sb3_eval_envs is None:
         args.sb3_eval_envs = args.eval_episodes
     args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-    known = ("ppo", "a2c")
+    known = ("ppo", "a2c", "dqn")
     if not args.algos or any(a not in known for a in args.algos):
         p.error(f"--algos takes a comma-separated subset of {','.join(known)}")
     for name in ("seeds", "max_steps", "eval_every", "eval_episodes", "threads", "sb3_eval_envs"):
@@ -384,9 +432,10 @@ def main(argv: list[str] | None = None) -> list[Result]:
             r = run_renshu(algo, seed, MAX, E, N, args.threads, args.target)
             results.append(r)
             log(f"  {_progress(r)}")
-        if sb3 is not None:
-            log(f"SB3 PPO seed {seed} ...")
-            r = run_sb3(seed, MAX, E, N, args.sb3_eval_envs, args.threads, args.target)
+        families = dict.fromkeys("dqn" if a == "dqn" else "ppo" for a in args.algos)
+        for family in families if sb3 is not None else ():
+            log(f"SB3 {family.upper()} seed {seed} ...")
+            r = run_sb3(seed, MAX, E, N, args.sb3_eval_envs, args.threads, args.target, algo=family)
             results.append(r)
             log(f"  {_progress(r)}")
     rows = summarize(results)
@@ -411,7 +460,9 @@ def main(argv: list[str] | None = None) -> list[Result]:
         "eval_episodes": N,
         "sb3_eval_envs": args.sb3_eval_envs if sb3 is not None else None,
         "target": args.target,
-        "sb3_hyperparameters": ZOO_PPO_CARTPOLE if sb3 is not None else None,
+        "sb3_hyperparameters": {"ppo": ZOO_PPO_CARTPOLE, "dqn": ZOO_DQN_CARTPOLE}
+        if sb3 is not None
+        else None,
         "versions": versions,
     }
     installed = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
@@ -430,9 +481,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
     )
     print(
         "- renshu: CartPole presets of `renshu.algos.PRESETS`, batched tensor env; "
-        "SB3: PPO with RL Zoo's tuned CartPole-v1 hyperparameters "
+        "SB3 PPO: RL Zoo's tuned CartPole-v1 hyperparameters "
         "(n_envs 8, n_steps 32, batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, ent_coef 0, "
-        f"lr lin_0.001, clip lin_0.2), DummyVecEnv, eval on a {args.sb3_eval_envs}-env vec env"
+        "lr lin_0.001, clip lin_0.2); SB3 DQN: RL Zoo's CartPole-v1 hyperparameters (1 env, "
+        "lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000, gamma 0.99, target update 10, "
+        "train_freq 256, gradient_steps 128, exploration 0.16 -> 0.04, net [256, 256]; "
+        "RL Zoo trains it for 50k steps: run DQN with --max-steps 50000 for its schedule); "
+        f"DummyVecEnv, eval on a {args.sb3_eval_envs}-env vec env"
     )
     print()
     print(per_seed_table(results, args.target))

@@ -111,14 +111,15 @@ class FeatureTorso(nn.Module):
             raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
         self.torso = torso
         self.norm = nn.LayerNorm(feature_dim)
-        self.body = mlp([torso.out_dim + feature_dim, hidden[-1]], activation)
+        self.project = mlp([feature_dim, hidden[-1]], activation)
+        self.body = mlp([torso.out_dim + hidden[-1], hidden[-1]], activation)
         self.feature_dim = feature_dim
         self.out_dim = hidden[-1]
 
     def forward(self, obs: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         if features is None:
             raise ValueError("this network takes encoder features next to the observation")
-        x = torch.cat([self.torso(obs), self.norm(features.float())], dim=-1)
+        x = torch.cat([self.torso(obs), self.project(self.norm(features.float()))], dim=-1)
         return self.body(x)
 
 
