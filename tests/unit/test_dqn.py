@@ -1,0 +1,103 @@
+"""DQN pieces: epsilon schedule, target updates, dueling head, action masks, bad input."""
+
+import pytest
+import torch
+
+from renshu.algos.dqn import DQN, DQNConfig, QNetwork, linear_schedule
+from renshu.cli import main
+from renshu.envs.registry import make_env
+
+
+def test_linear_epsilon_schedule():
+    assert linear_schedule(1.0, 0.05, 0.1, 0.0) == 1.0
+    assert linear_schedule(1.0, 0.05, 0.1, 0.05) == pytest.approx(0.525)
+    assert linear_schedule(1.0, 0.05, 0.1, 0.1) == pytest.approx(0.05)
+    assert linear_schedule(1.0, 0.05, 0.1, 0.7) == pytest.approx(0.05)
+    assert linear_schedule(1.0, 0.05, 0.0, 0.0) == 0.05
+
+
+def _dqn(**kw):
+    values = dict(num_envs=4, hidden=(16,), learning_starts=0, batch_size=8, buffer_size=256)
+    values.update(kw)
+    env = make_env(kw.pop("env", "cartpole"), num_envs=values["num_envs"], seed=0)
+    values.pop("env", None)
+    return DQN(env, DQNConfig(**values), seed=0)
+
+
+def _flat(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_hard_target_update_every_n_env_steps():
+    algo = _dqn(train_freq=8, gradient_steps=1, target_update_interval=24)
+    copies = []
+    for _ in range(6):  # 8 env steps per update: the target follows at 24 and 48
+        before = _flat(algo.target)
+        algo.update()
+        changed = not torch.equal(before, _flat(algo.target))
+        copies.append(changed)
+    assert copies == [False, False, True, False, False, True]
+    # Right after a copy the target equals the online network as it was at that env step;
+    # the gradient step that followed in the same update moved the online one on.
+    assert not torch.equal(_flat(algo.target), _flat(algo.q))
+
+
+def test_polyak_target_update():
+    algo = _dqn(tau=0.25)
+    with torch.no_grad():
+        for p in algo.q.parameters():
+            p.fill_(1.0)
+        for p in algo.target.parameters():
+            p.fill_(0.0)
+    algo._update_target()
+    assert torch.allclose(_flat(algo.target), torch.full_like(_flat(algo.target), 0.25))
+
+
+def test_dueling_head_splits_value_and_advantage():
+    env = make_env("cartpole", num_envs=1)
+    net = QNetwork(env.observation_space, 2, (16,), "relu", dueling=True)
+    obs = torch.randn(5, 4)
+    q = net(obs)
+    h = net.torso(obs)
+    # Q = V + A - mean(A): the mean over actions is the value stream.
+    torch.testing.assert_close(q.mean(-1), net.value(h).squeeze(-1))
+
+
+def test_exploration_and_greedy_actions_respect_the_action_mask():
+    algo = _dqn(env="game2048", num_envs=64, learning_starts=0)
+    env = algo.env
+    obs, info = env.reset(seed=3)
+    for eps_progress in (0.0, 1.0):  # epsilon 1 (all random), then 0.05
+        algo.progress = eps_progress
+        for _ in range(30):
+            mask = info["action_mask"]
+            for deterministic in (True, False):
+                a = algo.act(obs, mask, deterministic=deterministic)
+                assert bool(mask.gather(1, a.unsqueeze(1)).all())
+            obs, _, _, _, info = env.step(algo.act(obs, mask, deterministic=False))
+    # The training collector too: every stored action was legal where it was taken.
+    for _ in range(4):
+        algo.update()
+    buf = algo.buffer
+    rows = buf.size
+    legal = buf.data["mask"][:rows].gather(2, buf.actions[:rows].unsqueeze(2))
+    assert bool(legal.all())
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="tau"):
+        DQNConfig(tau=0.0)
+    with pytest.raises(ValueError, match="n_step"):
+        DQNConfig(n_step=0)
+
+
+def test_cli_refuses_a_buffer_that_cannot_fit(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(
+        ["train", "dqn", "cartpole", "--buffer-size", str(10**13), "--run-dir", str(run),
+         "--no-progress"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "needs" in err and "GB" in err and "--buffer-size" in err
+    assert not run.exists()  # refused before anything was written
