@@ -71,10 +71,19 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ),
 }  # fmt: skip
 PRESETS[("dqn", "CartPole-v1")] = PRESETS[("dqn", "cartpole")]
+# The 4x3 grid world, with or without encoder features (--encoder hf-text): 8 envs, one
+# gradient step per vector step; a slow target and learning rate keep the greedy policy from
+# flipping between the near-equal actions beside the pit.
+PRESETS[("dqn", "gridworld")] = dict(
+    num_envs=8, learning_rate=3e-4, batch_size=64, buffer_size=50_000, learning_starts=1_000,
+    gamma=0.99, target_update_interval=1_000, train_freq=8, gradient_steps=1,
+    exploration_fraction=0.2, exploration_final_eps=0.05, hidden=(64, 64),
+)  # fmt: skip
 
 # Default step budgets when neither --steps nor --minutes is given.
 DEFAULT_STEPS: dict[str, int] = {
     "cartpole": 200_000, "CartPole-v1": 200_000, "game2048": 3_000_000, "atari": 10_000_000,
+    "gridworld": 50_000,
 }  # fmt: skip
 
 
