@@ -98,9 +98,10 @@ class NatureCNN(nn.Module):
 class FeatureTorso(nn.Module):
     """A torso on the raw observation next to frozen-encoder features.
 
-    ``h = MLP([torso(obs), LayerNorm(features)])``: the features (any float dtype, e.g. the
+    ``h = MLP([torso(obs), P(LayerNorm(features))])``: the features (any float dtype, e.g. the
     float16 a replay buffer keeps) are normalised, because the texts or frames of one game embed
-    close together; the encoder itself never runs here.
+    close together, then projected by ``P`` (one layer) to the torso's width, so a 384- or
+    4,096-number embedding does not drown the observation branch. The encoder never runs here.
     """
 
     def __init__(
