@@ -157,3 +157,19 @@ def test_dqn_breakout_run_end_to_end(tmp_path):
     assert (run_dir / "learning_curve.png").exists()
     assert (run_dir / "checkpoints" / "latest.pt").exists()
     assert summary["last_eval"]["episodes"] == 2
+
+
+def test_ppo_breakout_runs(tmp_path):
+    """`renshu train ppo ALE/Breakout-v5` works too: two updates, life losses end the GAE."""
+    spec = RunSpec(
+        algo="ppo", env="ALE/Breakout-v5", env_options={"max_episode_steps": 100}, seed=0,
+        steps=256, eval_every=10**9, eval_episodes=1, animation=False, threads=2,
+    )  # fmt: skip
+    values = dict(num_envs=2, num_steps=64, num_minibatches=2, update_epochs=1)
+    run_dir, summary = start_run(spec, values, run_dir=tmp_path / "ppo", progress=False)
+    assert summary["env_steps"] == 256 and summary["status"] == "finished"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo_config"]["clip_rewards"] is True
+    assert config["algo_config"]["shared_torso"] is True
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 2 and all(r["loss/policy"] for r in rows)
