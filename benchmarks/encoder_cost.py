@@ -1,0 +1,299 @@
+"""What a vision-language encoder costs a DQN: renshu's design against the original design.
+
+Both sides train Double DQN on the grid world with the same vision-language model — a tiny
+random LLaVA-NeXT built from a config and loaded from a folder (``renshu.encoders.tiny``), so
+that this runs offline on a CPU — and the same settings: 4 envs, one gradient step of batch 64
+per 4 env steps (the replay ratio of the Nature DQN, renshu's default batch size). The VLM reads
+the grid world's 84x84 RGB frame of each state (``to_image``) with its default prompt, features
+= the last prompt token's hidden state; the Q-network is a 64x64 MLP branch on the one-hot cell
+next to the normalised features (``FeatureTorso``), so that the agent's own network is cheap
+and the table shows what the VLM costs. (A real 7B VLM costs thousands of times more per frame
+than this tiny one, so the ratios below are what the design saves at the least.)
+
+* ``original``: the VLM sits inside the Q-network, as in the experiment people gave up on: the
+  network runs it on the observation to act at every env step, and every gradient step runs it
+  on the batch's states and next states. Written here, charitably: the next states' features
+  are computed once for both the online and the target network of Double DQN (a Q-network with
+  the VLM inside would run it for each).
+* ``renshu``: ``renshu.algos.dqn.DQN`` with ``encoder=`` the same model
+  (``make_encoder("hf-vlm")``): the collector runs it once per env step and stores the features
+  (float16) in the replay buffer; gradient steps read them from there.
+* ``renshu + cache``: the same with the LRU cache on the observation bytes (``cache=1000``): the
+  grid world has 11 distinct frames, so the model runs on each once.
+
+Each side first fills its buffer to ``learning_starts`` (not timed), then runs ``--updates``
+updates (4 env steps and one gradient step each) while the model's forward passes and frames
+are counted, split into acting (collection) and learning. Same process, same thread count; the
+timed rounds of the designs alternate (``--rounds``), so a busy machine slows them alike.
+
+    python benchmarks/encoder_cost.py                        # ~1 minute, one CPU thread
+    python benchmarks/encoder_cost.py --updates 20 --rounds 1   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model comes from a local folder
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _common import cpu_model, fmt_rate, fmt_ratio, set_threads, version  # noqa: E402
+
+NUM_ENVS = 4
+BATCH = 64
+LEARNING_STARTS = 128
+HIDDEN = (64, 64)
+
+
+class CountingEncoder:
+    """Passes ``encode`` to the encoder it wraps and counts forward passes and frames into
+    ``phase`` buckets ("act" or "learn"); ``describe``/``out_dim`` pass through."""
+
+    def __init__(self, encoder):
+        self.inner = encoder
+        self.phase = "act"
+        self.counts = {"act": [0, 0], "learn": [0, 0]}  # [forward passes, frames]
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def encode(self, obs, done=None):
+        calls, rows = self.inner.calls, self.inner.rows
+        out = self.inner.encode(obs, done=done)
+        bucket = self.counts[self.phase]
+        bucket[0] += self.inner.calls - calls
+        bucket[1] += self.inner.rows - rows
+        return out
+
+    def reset_counts(self):
+        self.counts = {"act": [0, 0], "learn": [0, 0]}
+
+
+class OriginalDQN:
+    """Double DQN with the VLM inside the Q-network (see the module docstring)."""
+
+    def __init__(self, env, vlm: CountingEncoder, seed: int = 0, lr: float = 1e-4):
+        from renshu.algos.dqn import QNetwork
+        from renshu.core.buffers import ReplayBuffer
+        from renshu.core.nets import adam
+
+        self.env, self.vlm = env, vlm
+        torch.manual_seed(seed)
+        space, n = env.observation_space, env.num_actions
+        self.q = QNetwork(space, n, HIDDEN, "relu", False, feature_dim=vlm.out_dim)
+        self.obs_dtype = env.reset(seed=seed)[0].dtype
+        self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = adam(self.q.parameters(), lr)
+        parts = {"obs": (tuple(space.shape), self.obs_dtype), "mask": ((n,), torch.bool)}
+        self.buffer = ReplayBuffer(20_000, env.num_envs, parts, env.device, gamma=0.99)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.obs, info = env.reset(seed=seed)
+        self.mask = info["action_mask"]
+        self.epsilon = 0.1
+
+    def q_values(self, net, obs: torch.Tensor) -> torch.Tensor:
+        """The original Q-network: the VLM runs on ``obs`` inside the forward pass."""
+        return net(obs, self.vlm.encode(obs))
+
+    @torch.no_grad()
+    def env_step(self) -> None:
+        from renshu.envs.base import random_legal_actions
+
+        self.vlm.phase = "act"
+        greedy = self.q_values(self.q, self.obs).argmax(-1)
+        explore = torch.rand(NUM_ENVS, generator=self.generator) < self.epsilon
+        action = torch.where(explore, random_legal_actions(self.mask, self.generator), greedy)
+        obs, mask = self.obs, self.mask
+        self.obs, reward, terminated, _, info = self.env.step(action)
+        self.mask = info["action_mask"]
+        final = {"obs": info["final_obs"], "mask": mask}
+        self.buffer.add({"obs": obs, "mask": mask}, action, reward, terminated, info["done"], final)
+
+    def gradient_step(self) -> None:
+        self.vlm.phase = "learn"
+        b = self.buffer.sample(BATCH, self.generator)
+        with torch.no_grad():
+            next_features = self.vlm.encode(b.next_obs["obs"])  # once for both networks
+            online_next = self.q(b.next_obs["obs"], next_features)
+            target_next = self.target(b.next_obs["obs"], next_features)
+            best = online_next.argmax(-1, keepdim=True)
+            y = b.returns + b.discounts * target_next.gather(1, best).squeeze(1)
+        q = self.q_values(self.q, b.obs["obs"]).gather(1, b.actions.unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def update(self) -> None:
+        self.env_step()
+        self.gradient_step()
+
+
+def make_renshu(env, encoder, seed: int = 0):
+    from renshu.algos.dqn import DQN, DQNConfig
+
+    config = DQNConfig(
+        num_envs=NUM_ENVS, batch_size=BATCH, train_freq=NUM_ENVS, gradient_steps=1,
+        learning_starts=LEARNING_STARTS, buffer_size=20_000, hidden=HIDDEN,
+        exploration_fraction=0.0, exploration_final_eps=0.1,
+    )  # fmt: skip
+    algo = DQN(env, config, seed=seed, encoder=encoder)
+    learn = algo._train_round
+
+    def counted_round(beta):  # the gradient steps: count the encoder's work as learning
+        encoder.phase = "learn"
+        try:
+            return learn(beta)
+        finally:
+            encoder.phase = "act"
+
+    algo._train_round = counted_round
+    return algo
+
+
+def cell_frames(obs: torch.Tensor) -> list:
+    """The RGB frames (``uint8 [84, 84, 3]``) of one-hot grid-world observations."""
+    from renshu.envs.gridworld import GridWorld
+
+    game = GridWorld(obs="rgb")
+    frames = game.observe(game.from_cells(obs.argmax(dim=1).cpu()))
+    return list(frames.permute(0, 2, 3, 1).numpy())
+
+
+def measure(name: str, algo, encoder: CountingEncoder, updates: int, rounds: int) -> dict:
+    """``rounds`` generator steps of ``updates`` updates each; counts and seconds summed."""
+    encoder.reset_counts()
+    seconds = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(updates):
+            algo.update()
+        seconds += time.perf_counter() - start
+        yield
+    updates *= rounds
+    env_steps, grad_steps = updates * NUM_ENVS, updates
+    act, learn = encoder.counts["act"], encoder.counts["learn"]
+    yield {
+        "design": name,
+        "updates": updates,
+        "seconds": seconds,
+        "env_steps_per_second": env_steps / seconds,
+        "forwards_per_env_step": (act[0] + learn[0]) / env_steps,
+        "frames_per_env_step": (act[1] + learn[1]) / env_steps,
+        "forwards_in_gradient_step": learn[0] / grad_steps,
+        "frames_in_gradient_step": learn[1] / grad_steps,
+        "forwards_per_gradient_step_all": (act[0] + learn[0]) / grad_steps,
+        "frames_per_gradient_step_all": (act[1] + learn[1]) / grad_steps,
+    }
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _ratio(base: float, ours: float) -> str:
+    if ours == 0:
+        return "∞ (none)" if base > 0 else "—"
+    return fmt_ratio(base / ours)
+
+
+def table(rows: list[dict]) -> str:
+    original = rows[0]
+    cols = [
+        ("model forwards / env step", "forwards_per_env_step"),
+        ("frames / env step", "frames_per_env_step"),
+        ("model forwards inside a gradient step", "forwards_in_gradient_step"),
+        ("model forwards / gradient step, acting included", "forwards_per_gradient_step_all"),
+        ("frames / gradient step, acting included", "frames_per_gradient_step_all"),
+    ]
+    head = "| design | " + " | ".join(c for c, _ in cols) + " | env steps/s |"
+    lines = [head, "|---" * (len(cols) + 2) + "|"]
+    for r in rows:
+        cells = [_num(r[k]) for _, k in cols]
+        lines.append(
+            f"| {r['design']} | "
+            + " | ".join(cells)
+            + f" | {fmt_rate(r['env_steps_per_second'])} |"
+        )
+    for r in rows[1:]:
+        cells = [_ratio(original[k], r[k]) for _, k in cols]
+        speed = fmt_ratio(r["env_steps_per_second"] / original["env_steps_per_second"])
+        lines.append(f"| {r['design']} vs original | " + " | ".join(cells) + f" | {speed} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--updates",
+        type=int,
+        default=40,
+        help="timed updates of renshu per round (the original: a quarter)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results")
+    args = parser.parse_args()
+    cores = set_threads(args.threads)
+
+    from renshu.encoders import make_encoder
+    from renshu.encoders.tiny import save_tiny_llava_next
+    from renshu.envs.registry import make_env
+
+    folder = save_tiny_llava_next(tempfile.mkdtemp(prefix="tiny-llava-next-"))
+
+    def env():
+        return make_env("gridworld", num_envs=NUM_ENVS, seed=0)
+
+    def vlm(cache: int = 0) -> CountingEncoder:
+        encoder = make_encoder(
+            "hf-vlm", model=folder, device="cpu", cache=cache, to_image=cell_frames
+        )
+        return CountingEncoder(encoder)
+
+    enc = vlm()
+    original = OriginalDQN(env(), enc)
+    while len(original.buffer) < LEARNING_STARTS:  # fill the buffers (not timed)
+        original.env_step()
+    runs = [measure("original (VLM in the Q-network)", original, enc,
+                    max(1, args.updates // 4), args.rounds)]  # fmt: skip
+    for name, cache in (("renshu", 0), ("renshu + cache", 1000)):
+        enc = vlm(cache)
+        algo = make_renshu(env(), enc)
+        while algo.env_steps < LEARNING_STARTS:
+            algo.update()
+        runs.append(measure(name, algo, enc, args.updates, args.rounds))
+    for _ in range(args.rounds):  # the timed rounds, alternating
+        for run in runs:
+            next(run)
+    rows = [next(run) for run in runs]
+
+    print(
+        f"# Encoder cost: DQN on gridworld, tiny random LLaVA-NeXT on its frames, {NUM_ENVS} envs, "
+        f"batch {BATCH}, 1 gradient step per {NUM_ENVS} env steps"
+    )
+    print(
+        f"CPU: {cpu_model()} ({torch.get_num_threads()} torch threads, cores {cores}); "
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {version('transformers')}\n"
+    )
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
