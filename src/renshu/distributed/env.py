@@ -18,7 +18,7 @@ import torch
 
 from renshu.core.rollout import Rollout
 from renshu.distributed.pool import WorkerPool, split, worker_seed
-from renshu.distributed.worker import check_supported
+from renshu.distributed.worker import check_supported, from_numpy, to_numpy
 
 
 def _cat(parts: Sequence[Any], dim: int = 0) -> Any:
@@ -102,10 +102,10 @@ class RayEnv:
 
     def collect_rollout(self, policy: torch.nn.Module) -> Rollout:
         """A rollout of every worker with ``policy``'s weights, joined along the env axis."""
-        parts = self.pool.call("collect", [(self._weights(policy),)] * self.pool.num_workers)
+        parts = self._collect(policy)
         env_axis = {"next_value": 0, "episodes": 0}
         joined = {
-            name: _cat([getattr(p, name) for p in parts], env_axis.get(name, 1))
+            name: _cat([p[name] for p in parts], env_axis.get(name, 1))
             for name in Rollout.__dataclass_fields__
         }
         return Rollout(**_to(joined, self.device))
@@ -113,23 +113,28 @@ class RayEnv:
     def collect_episodes(self, policy: torch.nn.Module):
         """One episode per env (GRPO) with ``policy``'s weights; the workers' batches are padded
         to the longest along time (padding is not ``valid``) and joined along the env axis."""
-        parts = self.pool.call("collect", [(self._weights(policy),)] * self.pool.num_workers)
-        length = max(p.obs.shape[0] for p in parts)
+        from renshu.algos.grpo import Episodes
+
+        parts = self._collect(policy)
+        length = max(p["obs"].shape[0] for p in parts)
         fills = {"masks": True, "valid": False}
         joined = {}
         for name in ("obs", "masks", "actions", "logprobs", "rewards", "valid"):
-            padded = [_pad_time(getattr(p, name), length, fills.get(name, 0)) for p in parts]
+            padded = [_pad_time(p[name], length, fills.get(name, 0)) for p in parts]
             joined[name] = torch.cat(padded, dim=1)
-        joined["finished"] = _cat([p.finished for p in parts])
-        joined["stats"] = _cat([p.stats for p in parts])
-        return type(parts[0])(**_to(joined, self.device))
+        joined["finished"] = _cat([p["finished"] for p in parts])
+        joined["stats"] = _cat([p["stats"] for p in parts])
+        return Episodes(**_to(joined, self.device))
 
     def collector_state(self) -> dict[str, torch.Tensor]:
         return _to(_cat(self.pool.call("collector_state")), self.device)
 
-    def _weights(self, policy: torch.nn.Module) -> Any:
-        state = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
-        return self.pool.put(state)
+    def _collect(self, policy: torch.nn.Module) -> list[dict[str, Any]]:
+        """Every worker's collection with ``policy``'s weights (put in the object store once),
+        as dicts of tensors that still point into the object store (copy before writing)."""
+        weights = self.pool.put(to_numpy(policy.state_dict()))
+        parts = self.pool.call("collect", [(weights,)] * self.pool.num_workers)
+        return [from_numpy(p) for p in parts]
 
     def pop_notes(self) -> list[str]:
         return self.pool.pop_notes()

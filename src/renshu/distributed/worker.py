@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 # How each algorithm collects, and which config field a worker's share of the envs sets.
@@ -48,6 +50,28 @@ def share_config(algo: str, config: Any, envs: int) -> Any:
     if hasattr(config, "num_minibatches"):
         changes["num_minibatches"] = 1
     return dataclasses.replace(config, **changes)
+
+
+def to_numpy(value: Any) -> Any:
+    """Tensors (nested in dicts) as numpy arrays: Ray moves those through its shared-memory
+    object store without pickling them, and the reader maps them without a copy."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: to_numpy(v) for k, v in value.items()}
+    return value
+
+
+def from_numpy(value: Any) -> Any:
+    """The inverse of :func:`to_numpy`. The tensors share memory with the (read-only) arrays
+    Ray returns, so copy them (``torch.cat`` does) before writing to them."""
+    if isinstance(value, np.ndarray):
+        with warnings.catch_warnings():  # read-only arrays from the object store
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {k: from_numpy(v) for k, v in value.items()}
+    return value
 
 
 class RolloutWorker:
@@ -99,13 +123,17 @@ class RolloutWorker:
 
     # -- collection with the learner's weights --------------------------------------------------
 
-    def collect(self, weights: dict[str, torch.Tensor]):
-        """One rollout (PPO/A2C) or one batch of episodes (GRPO) with ``weights``."""
-        self.algo.policy.load_state_dict(weights)
+    def collect(self, weights: dict[str, np.ndarray]) -> dict[str, Any]:
+        """One rollout (PPO/A2C) or one batch of episodes (GRPO) with ``weights`` (numpy
+        arrays, see :func:`to_numpy`), as a dict of the result's fields in numpy arrays."""
+        self.algo.policy.load_state_dict(from_numpy(weights))
         self.collects += 1
         if self.kind == "rollout":
-            return self.algo.collector.collect(self.algo.policy)
-        return self.algo.collect()
+            result = self.algo.collector.collect(self.algo.policy)
+        else:
+            result = self.algo.collect()
+        fields = dataclasses.fields(result)
+        return {f.name: to_numpy(getattr(result, f.name)) for f in fields}
 
     def collector_state(self) -> dict[str, torch.Tensor]:
         """The current observation and action mask (what a local collector checkpoints)."""
