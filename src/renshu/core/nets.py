@@ -98,10 +98,12 @@ class NatureCNN(nn.Module):
 class FeatureTorso(nn.Module):
     """A torso on the raw observation next to frozen-encoder features.
 
-    ``h = MLP([torso(obs), P(LayerNorm(features))])``: the features (any float dtype, e.g. the
-    float16 a replay buffer keeps) are normalised, because the texts or frames of one game embed
-    close together, then projected by ``P`` (one layer) to the torso's width, so a 384- or
-    4,096-number embedding does not drown the observation branch. The encoder never runs here.
+    ``h = MLP([torso(obs), P(LayerNorm(features) / sqrt(D))])``: the ``D`` features (any float
+    dtype, e.g. the float16 a replay buffer keeps) are centred and scaled to unit length (the
+    LayerNorm's unit variance per number, divided by sqrt(D)), because embeddings come in any
+    scale and the texts or frames of one game embed close together; ``P`` (one layer) projects
+    them to the torso's width, so that a 384- or 4,096-number embedding neither saturates the
+    activations nor drowns the observation branch. The encoder never runs here.
     """
 
     def __init__(
@@ -120,7 +122,8 @@ class FeatureTorso(nn.Module):
     def forward(self, obs: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         if features is None:
             raise ValueError("this network takes encoder features next to the observation")
-        x = torch.cat([self.torso(obs), self.project(self.norm(features.float()))], dim=-1)
+        unit = self.norm(features.float()) * self.feature_dim**-0.5
+        x = torch.cat([self.torso(obs), self.project(unit)], dim=-1)
         return self.body(x)
 
 
