@@ -6,8 +6,8 @@ Two environments whose steps cost real CPU time, where spreading envs over proce
   step -- CPU time, like a heavy simulator (a sleep would scale on any number of cores);
 * ``atari``: ``ALE/Breakout-v5`` with DeepMind preprocessing (frame skip 4, 84x84 grey, stacks
   of 4): renshu's ``AtariEnv`` with one emulator thread per worker; SB3 gets
-  ``gymnasium.make("ALE/Breakout-v5")`` + ``AtariPreprocessing(frame_skip=1)`` +
-  ``FrameStackObservation(4)`` per env (the ``-v5`` env skips the frames itself).
+  ``gymnasium.make("ALE/Breakout-v5", obs_type="grayscale")`` (frame skip 4 built in), an
+  84x84 Pillow resize and ``FrameStackObservation(4)`` per env.
 
 Rows, all with the same total number of envs (``--envs``, 8) on the same cores:
 
@@ -65,13 +65,25 @@ def slow_gym_env(spin_ms: float) -> gym.Env:
     return SpinWrapper(gym.make("CartPole-v1"), spin_ms)
 
 
+class Resize84(gym.ObservationWrapper):
+    """Greyscale frames resized to 84x84 with Pillow (what AtariPreprocessing does with cv2)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = gym.spaces.Box(0, 255, (84, 84), np.uint8)
+
+    def observation(self, frame):
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(frame).resize((84, 84), Image.BILINEAR))
+
+
 def atari_gym_env() -> gym.Env:
     import ale_py
 
     gym.register_envs(ale_py)
-    env = gym.make("ALE/Breakout-v5")
-    env = gym.wrappers.AtariPreprocessing(env, frame_skip=1, screen_size=84, noop_max=30)
-    return gym.wrappers.FrameStackObservation(env, 4)
+    env = gym.make("ALE/Breakout-v5", obs_type="grayscale")  # frame skip 4, sticky actions
+    return gym.wrappers.FrameStackObservation(Resize84(env), 4)
 
 
 def slow_tensor_env(num_envs: int, seed: int, spin_ms: float):
