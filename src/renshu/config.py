@@ -148,3 +148,14 @@ def check(condition: bool, name: str, why: str, value: Any) -> None:
     """Raise ``ValueError("config field 'name' = value: why")`` unless ``condition``."""
     if not condition:
         raise ValueError(f"config field {name!r} = {value!r}: {why}")
+
+
+def check_network(hidden: tuple[int, ...], activation: str) -> None:
+    """The network fields every algorithm config shares: ``hidden`` sizes and ``activation``."""
+    check(
+        len(hidden) >= 1 and all(h >= 1 for h in hidden),
+        "hidden",
+        "needs at least one layer, each of size >= 1",
+        hidden,
+    )
+    check(activation in ("tanh", "relu"), "activation", "tanh or relu", activation)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from renshu.config import check
+from renshu.config import check, check_network
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
@@ -83,13 +83,7 @@ class A2CConfig:
         check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
         check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
         check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
-        check(
-            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            "hidden",
-            "needs at least one layer, each of size >= 1",
-            self.hidden,
-        )
-        check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
+        check_network(self.hidden, self.activation)
 
 
 class A2C:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from renshu.config import check
+from renshu.config import check, check_network
 from renshu.core.buffers import ReplayBuffer
 from renshu.core.nets import adam, guarded_step, make_torso
 from renshu.core.policy import masked_logits
@@ -135,13 +135,7 @@ class DQNConfig:
         check(self.per_eps > 0, "per_eps", "must be > 0", self.per_eps)
         check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
         check(self.adam_eps > 0, "adam_eps", "must be > 0", self.adam_eps)
-        check(
-            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            "hidden",
-            "needs at least one layer, each of size >= 1",
-            self.hidden,
-        )
-        check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
+        check_network(self.hidden, self.activation)
 
 
 class QNetwork(nn.Module):

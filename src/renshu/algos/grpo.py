@@ -39,7 +39,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from renshu.config import check
+from renshu.config import check, check_network
 from renshu.core.nets import adam, layer_init, make_torso
 from renshu.core.policy import (
     action_probabilities,
@@ -143,13 +143,7 @@ class GRPOConfig:
         check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
         check(self.max_rollout_steps >= 1, "max_rollout_steps", "must be >= 1",
               self.max_rollout_steps)  # fmt: skip
-        check(
-            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            "hidden",
-            "needs at least one layer, each of size >= 1",
-            self.hidden,
-        )
-        check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
+        check_network(self.hidden, self.activation)
 
 
 class PolicyNet(nn.Module):

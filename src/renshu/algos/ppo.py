@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from renshu.config import check
+from renshu.config import check, check_network
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
@@ -113,13 +113,7 @@ class PPOConfig:
         check(
             self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0", self.target_kl
         )
-        check(
-            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            "hidden",
-            "needs at least one layer, each of size >= 1",
-            self.hidden,
-        )
-        check(self.activation in ("tanh", "relu"), "activation", "tanh or relu", self.activation)
+        check_network(self.hidden, self.activation)
 
 
 class PPO:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from renshu.envs.base import check_actions, check_seed, resolve_device
+from renshu.envs.gym import EpisodeTally
 
 ATARI_EXTRA = 'pip install "renshu[atari]"'
 
@@ -143,8 +144,7 @@ class AtariEnv:
             0, 255, (frame_stack, screen_size, screen_size), dtype=np.uint8
         )
         self._mask = torch.ones(num_envs, self.num_actions, dtype=torch.bool, device=self.device)
-        self._return = np.zeros(num_envs, dtype=np.float64)
-        self._length = np.zeros(num_envs, dtype=np.int64)
+        self._tally = EpisodeTally(num_envs)
         self._lives = np.zeros(num_envs, dtype=np.int64)
         self._started = False
 
@@ -172,8 +172,7 @@ class AtariEnv:
             seed = self._seed
         obs, info = self.venv.reset(seed=seed)
         self._started = True
-        self._return[:] = 0.0
-        self._length[:] = 0
+        self._tally.reset()
         self._lives[:] = info["lives"]
         return self._tensor(obs), {"action_mask": self._mask}
 
@@ -197,14 +196,7 @@ class AtariEnv:
         life_loss = (lives < self._lives) & ~done  # (after game over: the new game's lives)
         self._lives = lives
 
-        self._return += reward
-        self._length += 1
-        episode = {
-            "return": torch.as_tensor(self._return, dtype=torch.float32).to(self.device),
-            "length": torch.as_tensor(self._length.copy()).to(self.device),
-        }
-        self._return[done] = 0.0
-        self._length[done] = 0
+        episode = self._tally.step(reward, done, self.device)
         info_out = {
             "action_mask": self._mask,
             "final_obs": self._tensor(final_obs),

@@ -73,6 +73,31 @@ def _single_obs_space(space: gym.Space) -> gym.Space:
     return space
 
 
+class EpisodeTally:
+    """Running return and length of each env's current episode, for host-side (numpy) envs."""
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self) -> None:
+        self.returns[:] = 0.0
+        self.lengths[:] = 0
+
+    def step(self, reward: np.ndarray, done: np.ndarray, device) -> dict[str, torch.Tensor]:
+        """Add one step; returns the episode statistics (valid where ``done``) and restarts
+        the finished episodes."""
+        self.returns += reward
+        self.lengths += 1
+        episode = {
+            "return": torch.as_tensor(self.returns, dtype=torch.float32).to(device),
+            "length": torch.as_tensor(self.lengths.copy()).to(device),
+        }
+        self.returns[done] = 0.0
+        self.lengths[done] = 0
+        return episode
+
+
 class GymEnv:
     """``num_envs`` copies of the Gymnasium environment ``env_id`` as a TensorEnv.
 
@@ -148,8 +173,7 @@ class GymEnv:
             [make_one] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
         )
         self._mask = torch.ones(num_envs, self.num_actions, dtype=torch.bool, device=self.device)
-        self._return = np.zeros(num_envs, dtype=np.float64)
-        self._length = np.zeros(num_envs, dtype=np.int64)
+        self._tally = EpisodeTally(num_envs)
         self._started = False
 
     def __repr__(self) -> str:
@@ -176,8 +200,7 @@ class GymEnv:
             seed = self._seed
         obs, _ = self.venv.reset(seed=seed)
         self._started = True
-        self._return[:] = 0.0
-        self._length[:] = 0
+        self._tally.reset()
         return self._tensor(obs), {"action_mask": self._mask}
 
     def reset_groups(
@@ -200,8 +223,7 @@ class GymEnv:
         seeds = [seed + g for g in range(groups) for _ in range(group_size)]
         obs, _ = self.venv.reset(seed=seeds)
         self._started = True
-        self._return[:] = 0.0
-        self._length[:] = 0
+        self._tally.reset()
         flat = np.asarray(obs).reshape(groups, group_size, -1)
         same = (flat == flat[:, :1]).all(axis=(1, 2))
         if not same.all():
@@ -228,14 +250,7 @@ class GymEnv:
             for i in np.flatnonzero(ended):
                 final_obs[i] = info["final_obs"][i]
 
-        self._return += reward
-        self._length += 1
-        episode = {
-            "return": torch.as_tensor(self._return, dtype=torch.float32).to(self.device),
-            "length": torch.as_tensor(self._length.copy()).to(self.device),
-        }
-        self._return[done] = 0.0
-        self._length[done] = 0
+        episode = self._tally.step(reward, done, self.device)
 
         info_out = {
             "action_mask": self._mask,
