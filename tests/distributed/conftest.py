@@ -1,4 +1,5 @@
-"""Ray for the distributed tests: one local Ray (2 CPUs, loopback) for the whole session.
+"""Ray for the distributed tests: one local Ray (2 CPUs, loopback) for the tests in this
+folder, stopped after them.
 
 The tests skip only when Ray is not installed (CI installs the ``distributed`` extra).
 """
@@ -6,7 +7,7 @@ The tests skip only when Ray is not installed (CI installs the ``distributed`` e
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_session():
     ray = pytest.importorskip("ray")
     started = not ray.is_initialized()

@@ -40,6 +40,8 @@ def test_two_by_two_sweep_writes_table_and_plot(tmp_path, ray_session):
     spec_path = tmp_path / "sweep.toml"
     spec_path.write_text(SPEC)
     out = run_sweep(spec_path, out=tmp_path / "out")
+    errors = out / "errors.txt"
+    assert not errors.exists(), errors.read_text()
 
     trials = _rows(out / "trials.csv")
     assert [t["trial"] for t in trials] == ["c0-s0", "c0-s1", "c1-s0", "c1-s1"]

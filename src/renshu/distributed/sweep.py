@@ -36,6 +36,8 @@ import json
 import math
 import random
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,7 @@ def run_sweep(
     from ray import tune
 
     owns = connect(address)
+    sigint = signal.getsignal(signal.SIGINT)  # Tune installs its own and leaves it behind
     try:
         tuner = tune.Tuner(
             tune.with_resources(_trial, {"cpu": threads}),
@@ -294,6 +297,8 @@ def run_sweep(
         results = tuner.fit()
         errors = {r.config["trial"]["id"]: r.error for r in results if r.error is not None}
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
         if owns:
             ray.shutdown()
     write_summary(out, trials, spec.params, errors)
