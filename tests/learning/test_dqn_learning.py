@@ -1,0 +1,20 @@
+"""Learning bars for DQN (stated in each test; seeded, CPU)."""
+
+from renshu.runner.loop import RunSpec, start_run
+
+
+def test_dqn_solves_cartpole_two_of_three_seeds(tmp_path):
+    """Bar: mean return >= 475 over 100 greedy evaluation episodes for at least 2 of 3 seeds
+    (CartPole preset, evaluated every 5,000 env steps, stopping at the first pass)."""
+    solved = []
+    for seed in (0, 1, 2):
+        spec = RunSpec(
+            algo="dqn", env="cartpole", seed=seed, steps=100_000, target_return=475.0,
+            eval_every=5_000, eval_episodes=100, animation=False, threads=1,
+        )  # fmt: skip
+        _, summary = start_run(spec, {}, run_dir=tmp_path / f"dqn-{seed}", progress=False)
+        ev = summary["last_eval"]
+        solved.append(summary["target_reached_steps"] is not None and ev["mean_return"] >= 475)
+        if sum(solved) >= 2:
+            break
+    assert sum(solved) >= 2, solved
