@@ -72,6 +72,51 @@ def test_grpo_on_one_worker_matches_local_episodes():
         env.close()
 
 
+def test_dqn_on_one_worker_stores_what_a_local_run_stores():
+    """DQN's workers act with the learner's Q-network and epsilon; the learner writes their
+    transitions to its buffer. Without gradient steps (so the generators draw the same
+    sequence), one worker's replay buffer equals a local run's after epsilon-greedy play."""
+    from renshu.algos.dqn import DQNConfig
+
+    config = DQNConfig(num_envs=4, hidden=(16,), learning_starts=24, train_freq=16,
+                       gradient_steps=0, buffer_size=256, target_update_interval=32)  # fmt: skip
+    remote, local, env = _remote_and_local("dqn", config)
+    try:
+        for algo in (remote, local):
+            algo.progress = 0.05  # epsilon 0.525: both random and greedy actions
+        for _ in range(5):
+            a, b = remote.update(), local.update()
+            for key in ("return", "length"):
+                torch.testing.assert_close(a["episodes"].get(key), b["episodes"].get(key))
+        assert remote.env_steps == local.env_steps == 80 and remote.added == 80
+        for name in ("actions", "rewards", "terminal", "done"):
+            torch.testing.assert_close(getattr(remote.buffer, name), getattr(local.buffer, name))
+        for part in ("obs", "mask"):
+            torch.testing.assert_close(remote.buffer.data[part], local.buffer.data[part])
+        torch.testing.assert_close(remote.buffer.final["obs"], local.buffer.final["obs"])
+        torch.testing.assert_close(_flat(remote.target), _flat(local.target))
+    finally:
+        env.close()
+
+
+def _flat(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_dqn_two_workers_solves_cartpole(tmp_path):
+    """Bar (the local DQN test's): mean return >= 475 over 100 greedy evaluation episodes for
+    at least 2 of 3 seeds, with the transitions collected by 2 Ray workers (4 envs each)."""
+    solved = []
+    for seed in (0, 1, 2):
+        spec = _spec(seed, 100_000, algo="dqn", eval_every=5_000)
+        _, summary = start_run(spec, {}, run_dir=tmp_path / f"dqn{seed}", progress=False)
+        ev = summary["last_eval"]
+        solved.append(summary["target_reached_steps"] is not None and ev["mean_return"] >= 475)
+        if sum(solved) >= 2:
+            break
+    assert sum(solved) >= 2, solved
+
+
 def _spec(seed: int, steps: int, **kw) -> RunSpec:
     values = dict(
         algo="ppo", env="cartpole", seed=seed, steps=steps, target_return=475.0,

@@ -261,44 +261,82 @@ class DQN:
 
     @torch.no_grad()
     def _collect(self, stats: dict[str, list[torch.Tensor]]) -> None:
-        cfg, env, N = self.config, self.env, self.env.num_envs
+        cfg, env = self.config, self.env
         eps = self.epsilon
         for _ in range(self.vector_steps):
             obs, mask, feat = self.obs, self.mask, self.feat
-            random_actions = random_legal_actions(mask, self.generator)
-            if self.env_steps < cfg.learning_starts:
-                action = random_actions
-            else:
-                greedy = masked_logits(self.q(obs, feat), mask).argmax(-1)
-                explore = torch.rand(N, generator=self.generator, device=self.device) < eps
-                action = torch.where(explore, random_actions, greedy)
+            random_only = self.env_steps < cfg.learning_starts
+            action = self.choose_actions(obs, mask, feat, eps, random_only)
             self.obs, reward, terminated, _, info = env.step(action)
             self.mask = info["action_mask"]
-            terminal = terminated
-            if "life_loss" in info:
-                terminal = terminated | info["life_loss"]
-            if cfg.clip_rewards:
-                reward = reward.sign()
-            if cfg.reward_scale != 1.0:
-                reward = reward * cfg.reward_scale
-            final = {
-                "obs": info["final_obs"],
-                "mask": info.get("final_action_mask", self.all_legal),
-            }
-            parts = {"obs": obs, "mask": mask}
+            final_feat = None
             if self.encoder is not None:  # once per env step, on the obs the step returned
                 self.feat = encode_features(self.encoder, self.obs, info["done"])
-                parts["feat"] = feat
-                final["feat"] = self._final_features(info, terminal)
-            self.buffer.add(parts, action, reward, terminal, info["done"], final)
-            self.added += N
-            before = self.env_steps
-            self.env_steps += N
-            if self.env_steps // cfg.target_update_interval > before // cfg.target_update_interval:
-                self._update_target()
-            done = info["done"]
-            for key, value in info["episode"].items():
-                stats.setdefault(key, []).append(value[done])
+                final_feat = self._final_features(info, self._terminal(terminated, info))
+            self.store(obs, mask, action, reward, terminated, info, stats, feat, final_feat)
+
+    def choose_actions(
+        self,
+        obs: torch.Tensor,
+        mask: torch.Tensor,
+        feat: torch.Tensor | None,
+        eps: float,
+        random_only: bool,
+    ) -> torch.Tensor:
+        """Epsilon-greedy legal actions; uniformly random legal ones while ``random_only``
+        (before ``learning_starts``). Ray workers act with this too."""
+        random_actions = random_legal_actions(mask, self.generator)
+        if random_only:
+            return random_actions
+        greedy = masked_logits(self.q(obs, feat), mask).argmax(-1)
+        explore = torch.rand(obs.shape[0], generator=self.generator, device=self.device) < eps
+        return torch.where(explore, random_actions, greedy)
+
+    @staticmethod
+    def _terminal(terminated: torch.Tensor, info: dict) -> torch.Tensor:
+        """Where learning stops: termination, or a lost life (Atari)."""
+        if "life_loss" in info:
+            return terminated | info["life_loss"]
+        return terminated
+
+    def store(
+        self,
+        obs: torch.Tensor,
+        mask: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        info: dict,
+        stats: dict[str, list[torch.Tensor]],
+        feat: torch.Tensor | None = None,
+        final_feat: torch.Tensor | None = None,
+    ) -> None:
+        """One vector step of transitions (collected here or by Ray workers) into the replay
+        buffer; counts the env steps, updates the target network on schedule, keeps the
+        finished episodes' statistics."""
+        cfg, N = self.config, obs.shape[0]
+        terminal = self._terminal(terminated, info)
+        if cfg.clip_rewards:
+            reward = reward.sign()
+        if cfg.reward_scale != 1.0:
+            reward = reward * cfg.reward_scale
+        final = {
+            "obs": info["final_obs"],
+            "mask": info.get("final_action_mask", self.all_legal),
+        }
+        parts = {"obs": obs, "mask": mask}
+        if feat is not None:
+            parts["feat"] = feat
+            final["feat"] = final_feat
+        self.buffer.add(parts, action, reward, terminal, info["done"], final)
+        self.added += N
+        before = self.env_steps
+        self.env_steps += N
+        if self.env_steps // cfg.target_update_interval > before // cfg.target_update_interval:
+            self._update_target()
+        done = info["done"]
+        for key, value in info["episode"].items():
+            stats.setdefault(key, []).append(value[done])
 
     def _final_features(self, info: dict, terminal: torch.Tensor) -> torch.Tensor:
         """Features of the final observations, computed only for the rows the buffer keeps

@@ -64,6 +64,8 @@ class RayEnv:
         self.observation_space = info["observation_space"]
         self.action_space = info["action_space"]
         self.max_episode_steps = info["max_episode_steps"]
+        self.frame_stack = info.get("frame_stack")
+        self.frame_padding = info.get("frame_padding", "zeros")
         self._offsets = [0]
         for n in pool.shares:
             self._offsets.append(self._offsets[-1] + n)
@@ -126,6 +128,18 @@ class RayEnv:
         joined["stats"] = _cat([p["stats"] for p in parts])
         return Episodes(**_to(joined, self.device))
 
+    def collect_transitions(
+        self, q: torch.nn.Module, eps: float, steps: int, random_steps: int
+    ) -> dict[str, Any]:
+        """``steps`` vector steps of every worker acting with ``q``'s weights (DQN), joined
+        along the env axis (``[steps, num_envs, ...]``)."""
+        weights = self.pool.put(to_numpy(q.state_dict()))
+        args = [(weights, eps, steps, random_steps)] * self.pool.num_workers
+        parts = [from_numpy(p) for p in self.pool.call("collect_transitions", args)]
+        last = {"last_obs": 0, "last_mask": 0}
+        joined = {k: _cat([p[k] for p in parts], last.get(k, 1)) for k in parts[0]}
+        return _to(joined, self.device)
+
     def collector_state(self) -> dict[str, torch.Tensor]:
         return _to(_cat(self.pool.call("collector_state")), self.device)
 
@@ -163,11 +177,32 @@ class RemoteRolloutCollector:
         the checkpoint, so observations from it would not match them."""
 
 
+def collect_transitions(algo: Any, env: RayEnv, stats: dict[str, list[torch.Tensor]]) -> None:
+    """DQN's collection on the workers: they act with the learner's Q-network and epsilon for
+    ``algo.vector_steps`` steps (random actions before ``learning_starts``, counted from the
+    learner's env steps); the learner stores every step in its buffer, in time order."""
+    cfg, n = algo.config, env.num_envs
+    steps = algo.vector_steps
+    random_steps = min(steps, max(0, -(-(cfg.learning_starts - algo.env_steps) // n)))
+    batch = env.collect_transitions(algo.q, algo.epsilon, steps, random_steps)
+    for t in range(steps):
+        info = {"done": batch["done"][t], "final_obs": batch["final_obs"][t],
+                "episode": {k: v[t] for k, v in batch["episode"].items()}}  # fmt: skip
+        for key in ("life_loss", "final_action_mask"):
+            if key in batch:
+                info[key] = batch[key][t]
+        algo.store(batch["obs"][t], batch["mask"][t], batch["action"][t], batch["reward"][t],
+                   batch["terminated"][t], info, stats)  # fmt: skip
+    algo.obs, algo.mask = batch["last_obs"], batch["last_mask"]
+
+
 def attach(algo: Any, algo_name: str, env: RayEnv) -> Any:
     """Make ``algo`` (built on ``env``) collect on the Ray workers; returns ``algo``."""
     kind = check_supported(algo_name)
     if kind == "rollout":
         algo.collector = RemoteRolloutCollector(env)
+    elif kind == "transitions":  # the instance attribute shadows DQN._collect
+        algo._collect = functools.partial(collect_transitions, algo, env)
     else:  # the instance attribute shadows the class's local collection
         algo.collect = functools.partial(env.collect_episodes, algo.policy)
     return algo

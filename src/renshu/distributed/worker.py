@@ -20,16 +20,14 @@ import numpy as np
 import torch
 
 # How each algorithm collects, and which config field a worker's share of the envs sets.
-#   rollout:  ``algo.collector.collect(algo.policy)`` -> Rollout [T, N] (PPO, A2C)
-#   episodes: ``algo.collect()`` -> Episodes, one episode per env (GRPO)
-COLLECTION: dict[str, str] = {"ppo": "rollout", "a2c": "rollout", "grpo": "episodes"}
-
-# DQN's transitions go into the learner's replay buffer from inside DQN._collect; it needs a
-# small change in algos/dqn.py (an act / store split) before it can collect remotely.
-UNSUPPORTED: dict[str, str] = {
-    "dqn": "DQN cannot collect on Ray workers yet (its transitions are stored inside "
-    "DQN._collect); run it with --backend local",
-}
+#   rollout:     ``algo.collector.collect(algo.policy)`` -> Rollout [T, N] (PPO, A2C)
+#   episodes:    ``algo.collect()`` -> Episodes, one episode per env (GRPO)
+#   transitions: ``algo.choose_actions`` + env steps -> [T, N] transitions the learner writes
+#                into its replay buffer with ``algo.store`` (DQN)
+COLLECTION: dict[str, str] = {
+    "ppo": "rollout", "a2c": "rollout", "grpo": "episodes", "dqn": "transitions",
+}  # fmt: skip
+UNSUPPORTED: dict[str, str] = {}
 
 
 def check_supported(algo: str) -> str:
@@ -47,6 +45,8 @@ def share_config(algo: str, config: Any, envs: int) -> Any:
         changes = {"num_groups": envs // config.group_size}
     else:
         changes = {"num_envs": envs}
+    if COLLECTION[algo] == "transitions":
+        changes["buffer_size"] = 1  # the learner keeps the replay buffer
     if hasattr(config, "num_minibatches"):
         changes["num_minibatches"] = 1
     return dataclasses.replace(config, **changes)
@@ -119,6 +119,8 @@ class RolloutWorker:
             "action_space": env.action_space,
             "max_episode_steps": getattr(env, "max_episode_steps", None),
             "reset_groups": hasattr(env, "reset_groups"),
+            "frame_stack": getattr(env, "frame_stack", None),
+            "frame_padding": getattr(env, "frame_padding", "zeros"),
         }
 
     # -- collection with the learner's weights --------------------------------------------------
@@ -134,6 +136,37 @@ class RolloutWorker:
             result = self.algo.collect()
         fields = dataclasses.fields(result)
         return {f.name: to_numpy(getattr(result, f.name)) for f in fields}
+
+    def collect_transitions(
+        self, weights: dict[str, np.ndarray], eps: float, steps: int, random_steps: int
+    ) -> dict[str, Any]:
+        """``steps`` vector steps of DQN acting with the learner's Q-network ``weights`` and
+        epsilon ``eps`` (uniformly random actions for the first ``random_steps``), as numpy
+        arrays ``[steps, envs, ...]``: what the learner's ``DQN.store`` takes."""
+        algo = self.algo
+        algo.q.load_state_dict(from_numpy(weights))
+        self.collects += 1
+        keys = ("obs", "mask", "action", "reward", "terminated", "done", "final_obs")
+        optional = ("life_loss", "final_action_mask")
+        out: dict[str, list] = {k: [] for k in (*keys, *optional, "episode")}
+        for t in range(steps):
+            obs, mask = algo.obs, algo.mask
+            action = algo.choose_actions(obs, mask, None, eps, t < random_steps)
+            algo.obs, reward, terminated, _, info = self.env.step(action)
+            algo.mask = info["action_mask"]
+            row = {"obs": obs, "mask": mask, "action": action, "reward": reward,
+                   "terminated": terminated, "done": info["done"], "final_obs": info["final_obs"],
+                   "episode": info["episode"]}  # fmt: skip
+            row.update({k: info[k] for k in optional if k in info})
+            for k, v in row.items():
+                out[k].append(v)
+        stacked: dict[str, Any] = {
+            k: torch.stack(v) for k, v in out.items() if v and k != "episode"
+        }
+        stacked["episode"] = {k: torch.stack([e[k] for e in out["episode"]])
+                              for k in out["episode"][0]}  # fmt: skip
+        stacked["last_obs"], stacked["last_mask"] = algo.obs, algo.mask
+        return to_numpy(stacked)
 
     def collector_state(self) -> dict[str, torch.Tensor]:
         """The current observation and action mask (what a local collector checkpoints)."""
@@ -163,6 +196,8 @@ class RolloutWorker:
         if self.kind == "rollout":
             self.algo.collector.obs = obs
             self.algo.collector.mask = info["action_mask"]
+        elif self.kind == "transitions":
+            self.algo.obs, self.algo.mask = obs, info["action_mask"]
 
     def close(self) -> None:
         self.env.close()
