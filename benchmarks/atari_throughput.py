@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
         "transitions after learning started"
     )
     print()
-    print("| implementation | env steps/s (random actions) | x renshu | DQN training env steps/s "
-          "| x renshu |")  # fmt: skip
+    print("| implementation | env steps/s (random actions) | renshu x faster "
+          "| DQN training env steps/s | renshu x faster |")  # fmt: skip
     print("|---|---:|---:|---:|---:|")
     for side in sides:
         print(

@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
     print(
         f"- solved = mean return >= {args.target:g} over {N} deterministic episodes, evaluated "
         f"every {E:,} env steps; seconds = training + those evaluations up to the passing one; "
-        f"budget {MAX:,} env steps (learning rates anneal to 0 over it); seeds 0..{args.seeds - 1}"
+        f"budget {MAX:,} env steps (PPO and A2C learning rates anneal to 0 over it, DQN "
+        f"epsilon schedules run over it); seeds 0..{args.seeds - 1}"
     )
     print(
         "- renshu: CartPole presets of `renshu.algos.PRESETS`, batched tensor env; "
