@@ -4,12 +4,15 @@ folder, stopped after them.
 The tests skip only when Ray is not installed (CI installs the ``distributed`` extra).
 """
 
+import signal
+
 import pytest
 
 
 @pytest.fixture(scope="package")
 def ray_session():
     ray = pytest.importorskip("ray")
+    sigint = signal.getsignal(signal.SIGINT)  # Ray (or Tune) may leave its own behind
     started = not ray.is_initialized()
     if started:
         ray.init(
@@ -19,3 +22,4 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+    signal.signal(signal.SIGINT, sigint)

@@ -166,6 +166,7 @@ def test_ctrl_c_mid_update_finishes_the_update_then_resumes_exactly(
 ):
     # update k makes training-env steps (k-1)*32+1 .. k*32 (num_steps=32)
     _interrupt_at_env_step(monkeypatch, call=3 * 32 + 10, times=1)  # inside update 4
+    handler = signal.getsignal(signal.SIGINT)  # what the runner must put back
     run_b = tmp_path / "b"
     _, first = start_run(_spec("ppo-cartpole"), _config("ppo-cartpole"), run_dir=run_b,
                          progress=False)  # fmt: skip
@@ -173,7 +174,7 @@ def test_ctrl_c_mid_update_finishes_the_update_then_resumes_exactly(
     assert first["status"] == "interrupted"
     assert first["env_steps"] == 4 * 128 and first["updates"] == 4  # update 4 completed
     assert "Ctrl-C again" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler  # handler restored
     assert load_checkpoint(run_b / LATEST)["algo_state"]["env_steps"] == 4 * 128
     resume_run(run_b, progress=False)
     assert_same_run(reference("ppo-cartpole"), run_b, 4 * 128, 2048, 128)
@@ -183,6 +184,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_previous_checkpoint(
     reference, tmp_path, monkeypatch
 ):
     _interrupt_at_env_step(monkeypatch, call=5 * 32 + 10, times=2)  # inside update 6
+    handler = signal.getsignal(signal.SIGINT)  # what the runner must put back
     run_b = tmp_path / "b"
     spec = _spec("ppo-cartpole", checkpoint_seconds=0.0)  # a checkpoint after every update
     _, first = start_run(spec, _config("ppo-cartpole"), run_dir=run_b, progress=False)
@@ -191,7 +193,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_previous_checkpoint(
     # the half-done update 6 was not saved: the checkpoint is the one after update 5
     assert load_checkpoint(run_b / LATEST)["algo_state"]["env_steps"] == 5 * 128
     assert "previous checkpoint is kept" in (run_b / "log.txt").read_text()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler
     resume_run(run_b, progress=False)
     assert_same_run(reference("ppo-cartpole"), run_b, 5 * 128, 2048, 128)
 
