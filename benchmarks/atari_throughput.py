@@ -11,9 +11,11 @@ max-pooling, 84x84 grey, stacks of 4):
    same learning work on both sides -- Nature CNN, batch 32, one gradient step per 4
    transitions (8 envs, 2 gradient steps per vector step), Adam, a 20k-transition buffer,
    learning from transition 1,000 -- timed over ``--train-steps`` transitions after learning
-   started. renshu: ``DQN(AtariEnv(...), DQNConfig(...))`` (Double DQN, its default; one more
-   forward pass per step than SB3's DQN). SB3: ``DQN("CnnPolicy", VecFrameStack(make_atari_env
-   (...)), train_freq=1, gradient_steps=2, ...)`` on a DummyVecEnv and on a SubprocVecEnv.
+   started. renshu: ``DQN(AtariEnv(...), DQNConfig(...))`` twice: with ``double=False``, the
+   same algorithm as SB3's DQN (the like-for-like row), and with Double DQN, renshu's default
+   (one more forward pass per gradient step). SB3: ``DQN("CnnPolicy", VecFrameStack(
+   make_atari_env(...)), train_freq=1, gradient_steps=2, ...)`` on a DummyVecEnv and on a
+   SubprocVecEnv.
 
 Differences that are part of each design, not of the measurement: renshu's envs are ALE v5
 (sticky actions 0.25), SB3's ``NoFrameskip-v4`` (no sticky actions; an extra Python wrapper
@@ -108,7 +110,7 @@ def sb3_env_rate(vec: str, seconds: float) -> float:
 BUFFER, STARTS, BATCH, LR = 20_000, 1_000, 32, 1e-4
 
 
-def renshu_dqn_rate(train_steps: int) -> float:
+def renshu_dqn_rate(train_steps: int, double: bool) -> float:
     from renshu.algos.dqn import DQN, DQNConfig
     from renshu.envs.atari import AtariEnv
 
@@ -116,7 +118,7 @@ def renshu_dqn_rate(train_steps: int) -> float:
     cfg = DQNConfig(
         num_envs=N_ENVS, buffer_size=BUFFER, learning_starts=STARTS, batch_size=BATCH,
         learning_rate=LR, train_freq=N_ENVS, gradient_steps=2, target_update_interval=1_000,
-        clip_rewards=True,
+        clip_rewards=True, double=double,
     )  # fmt: skip
     algo = DQN(env, cfg, seed=0)
     algo.progress = 0.5
@@ -160,20 +162,21 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    sides = ["renshu"] + ([] if args.no_sb3 else ["SB3 DummyVecEnv", "SB3 SubprocVecEnv"])
+    sb3_sides = [] if args.no_sb3 else ["SB3 DummyVecEnv", "SB3 SubprocVecEnv"]
     env_rates: dict[str, float] = {}
     dqn_rates: dict[str, float] = {}
-    for side in sides:
+    for side in ["renshu", *sb3_sides]:
         log(f"env steps/s: {side} ...")
         if side == "renshu":
             env_rates[side] = renshu_env_rate(args.seconds)
         else:
             env_rates[side] = sb3_env_rate(side.split()[-1][:-6].lower(), args.seconds)
         log(f"  {env_rates[side]:,.0f}")
-    for side in sides:
+    plain, double = "renshu, plain DQN (SB3's algorithm)", "renshu, Double DQN (its default)"
+    for side in [plain, double, *sb3_sides]:
         log(f"DQN training env steps/s: {side} ...")
-        if side == "renshu":
-            dqn_rates[side] = renshu_dqn_rate(args.train_steps)
+        if side.startswith("renshu"):
+            dqn_rates[side] = renshu_dqn_rate(args.train_steps, double=side == double)
         else:
             dqn_rates[side] = sb3_dqn_rate(side.split()[-1][:-6].lower(), args.train_steps)
         log(f"  {dqn_rates[side]:,.0f}")
@@ -193,15 +196,16 @@ def main(argv: list[str] | None = None) -> dict:
         "transitions after learning started"
     )
     print()
-    print("| implementation | env steps/s (random actions) | renshu x faster "
-          "| DQN training env steps/s | renshu x faster |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|")
-    for side in sides:
-        print(
-            f"| {side} | {fmt_rate(env_rates[side])} "
-            f"| {fmt_ratio(env_rates['renshu'] / env_rates[side])} "
-            f"| {fmt_rate(dqn_rates[side])} | {fmt_ratio(dqn_rates['renshu'] / dqn_rates[side])} |"
-        )
+    print("| env | env steps/s (random actions) | renshu x faster |")
+    print("|---|---:|---:|")
+    for side, rate in env_rates.items():
+        print(f"| {side} | {fmt_rate(rate)} | {fmt_ratio(env_rates['renshu'] / rate)} |")
+    print()
+    base = sb3_sides[0] if sb3_sides else plain
+    print(f"| DQN training | env steps/s | x {base} |")
+    print("|---|---:|---:|")
+    for side, rate in dqn_rates.items():
+        print(f"| {side} | {fmt_rate(rate)} | {fmt_ratio(rate / dqn_rates[base])} |")
     out = {"env_steps_per_second": env_rates, "dqn_env_steps_per_second": dqn_rates}
     if args.json:
         with open(args.json, "w") as f:

@@ -101,3 +101,27 @@ def test_cli_refuses_a_buffer_that_cannot_fit(tmp_path, capsys):
     assert code == 2
     assert "needs" in err and "GB" in err and "--buffer-size" in err
     assert not run.exists()  # refused before anything was written
+
+
+def test_bf16_autocast_choice_and_float32_q_values():
+    import gymnasium as gym
+    import numpy as np
+
+    from renshu.core.nets import use_bf16_autocast
+
+    image = gym.spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
+    vector = gym.spaces.Box(-1, 1, (4,), dtype=np.float32)
+    cpu = torch.device("cpu")
+    assert use_bf16_autocast("on", cpu, vector) and not use_bf16_autocast("off", cpu, image)
+    assert not use_bf16_autocast("auto", cpu, vector)  # small MLPs stay float32
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    assert use_bf16_autocast("auto", cpu, image) == amx
+    net = QNetwork(image, 4, (16,), "relu", dueling=True)
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    reference = net(obs)
+    net.bf16 = True
+    q = net(obs)
+    assert q.dtype == torch.float32
+    torch.testing.assert_close(q, reference, atol=0.05, rtol=0.05)  # bfloat16's ~3 digits
+    with pytest.raises(ValueError, match="bf16"):
+        DQNConfig(bf16="yes")

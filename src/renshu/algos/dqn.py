@@ -42,7 +42,7 @@ from torch import nn
 
 from renshu.config import check, check_network
 from renshu.core.buffers import ReplayBuffer
-from renshu.core.nets import adam, guarded_step, make_torso
+from renshu.core.nets import adam, guarded_step, make_torso, use_bf16_autocast
 from renshu.core.policy import masked_logits
 from renshu.core.returns import q_targets
 from renshu.core.rollout import FEATURE_DTYPE, encode_features
@@ -106,6 +106,9 @@ class DQNConfig:
     """activation of the hidden layers: tanh or relu"""
     checkpoint_buffer: bool = True
     """save the replay buffer in checkpoints (exact resume); false keeps checkpoints small"""
+    bf16: str = "auto"
+    """bfloat16 autocast of the Q-network's passes: on, off, or auto (image observations on
+    CPUs with AMX or CUDA devices with bfloat16)"""
 
     def __post_init__(self):
         for name in ("num_envs", "buffer_size", "batch_size", "train_freq", "n_step"):
@@ -135,6 +138,7 @@ class DQNConfig:
         check(self.per_eps > 0, "per_eps", "must be > 0", self.per_eps)
         check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
         check(self.adam_eps > 0, "adam_eps", "must be > 0", self.adam_eps)
+        check(self.bf16 in ("auto", "on", "off"), "bf16", "auto, on or off", self.bf16)
         check_network(self.hidden, self.activation)
 
 
@@ -157,12 +161,15 @@ class QNetwork(nn.Module):
         else:
             self.head = nn.Linear(self.torso.out_dim, num_actions)
 
+    bf16 = False  # forward passes under bfloat16 autocast (float32 Q-values out)
+
     def forward(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.torso(obs, features) if self.feature_dim else self.torso(obs)
-        if not self.dueling:
-            return self.head(h)
-        a = self.advantage(h)
-        return self.value(h) + a - a.mean(-1, keepdim=True)
+        with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            h = self.torso(obs, features) if self.feature_dim else self.torso(obs)
+            if not self.dueling:
+                return self.head(h).float()
+            a = self.advantage(h)
+            return (self.value(h) + a - a.mean(-1, keepdim=True)).float()
 
 
 def _q(net: QNetwork, parts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -200,6 +207,7 @@ class DQN:
             env.observation_space, env.num_actions, cfg.hidden, cfg.activation, cfg.dueling,
             feature_dim,
         ).to(self.device)  # fmt: skip
+        self.q.bf16 = use_bf16_autocast(cfg.bf16, self.device, env.observation_space)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = adam(self.q.parameters(), cfg.learning_rate, eps=cfg.adam_eps)
         parts = {

@@ -181,3 +181,22 @@ def make_torso(
     if len(shape) == 3 and space.dtype == np.uint8 and shape[1:] == (84, 84):
         return NatureCNN(shape[0])
     return MLPTorso(int(np.prod(shape)), hidden, activation)
+
+
+def use_bf16_autocast(setting: str, device: torch.device, space: gym.Space) -> bool:
+    """Whether to run a network's forward passes under bfloat16 autocast.
+
+    ``"on"``/``"off"`` decide; ``"auto"`` turns it on only for image observations (uint8
+    ``[C, H, W]``, convolutions) on hardware with fast bfloat16: CUDA devices that support it
+    and CPUs with AMX tiles. Small MLPs gain nothing from it and keep float32.
+    """
+    if setting in ("on", "off"):
+        return setting == "on"
+    image = len(space.shape) == 3 and space.dtype == np.uint8
+    if not image:
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
