@@ -13,7 +13,8 @@ max-pooling, 84x84 grey, stacks of 4):
    learning from transition 1,000 -- timed over ``--train-steps`` transitions after learning
    started. renshu: ``DQN(AtariEnv(...), DQNConfig(...))`` twice: with ``double=False``, the
    same algorithm as SB3's DQN (the like-for-like row), and with Double DQN, renshu's default
-   (one more forward pass per gradient step). SB3: ``DQN("CnnPolicy", VecFrameStack(
+   (one more forward pass per gradient step), each also with ``bf16="on"`` (bfloat16
+   autocast of the Q-network, opt-in; AMX on this CPU). SB3: ``DQN("CnnPolicy", VecFrameStack(
    make_atari_env(...)), train_freq=1, gradient_steps=2, ...)`` on a DummyVecEnv and on a
    SubprocVecEnv.
 
@@ -110,7 +111,7 @@ def sb3_env_rate(vec: str, seconds: float) -> float:
 BUFFER, STARTS, BATCH, LR = 20_000, 1_000, 32, 1e-4
 
 
-def renshu_dqn_rate(train_steps: int, double: bool) -> float:
+def renshu_dqn_rate(train_steps: int, double: bool, bf16: str = "off") -> float:
     from renshu.algos.dqn import DQN, DQNConfig
     from renshu.envs.atari import AtariEnv
 
@@ -118,7 +119,7 @@ def renshu_dqn_rate(train_steps: int, double: bool) -> float:
     cfg = DQNConfig(
         num_envs=N_ENVS, buffer_size=BUFFER, learning_starts=STARTS, batch_size=BATCH,
         learning_rate=LR, train_freq=N_ENVS, gradient_steps=2, target_update_interval=1_000,
-        clip_rewards=True, double=double,
+        clip_rewards=True, double=double, bf16=bf16,
     )  # fmt: skip
     algo = DQN(env, cfg, seed=0)
     algo.progress = 0.5
@@ -172,11 +173,18 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             env_rates[side] = sb3_env_rate(side.split()[-1][:-6].lower(), args.seconds)
         log(f"  {env_rates[side]:,.0f}")
-    plain, double = "renshu, plain DQN (SB3's algorithm)", "renshu, Double DQN (its default)"
-    for side in [plain, double, *sb3_sides]:
+    plain = "renshu, plain DQN (SB3's algorithm)"
+    renshu_rows = {  # row -> (double, bf16)
+        plain: (False, "off"),
+        "renshu, Double DQN (its default)": (True, "off"),
+        "renshu, plain DQN, bf16=on": (False, "on"),
+        "renshu, Double DQN, bf16=on": (True, "on"),
+    }
+    for side in [*renshu_rows, *sb3_sides]:
         log(f"DQN training env steps/s: {side} ...")
-        if side.startswith("renshu"):
-            dqn_rates[side] = renshu_dqn_rate(args.train_steps, double=side == double)
+        if side in renshu_rows:
+            double, bf16 = renshu_rows[side]
+            dqn_rates[side] = renshu_dqn_rate(args.train_steps, double, bf16)
         else:
             dqn_rates[side] = sb3_dqn_rate(side.split()[-1][:-6].lower(), args.train_steps)
         log(f"  {dqn_rates[side]:,.0f}")

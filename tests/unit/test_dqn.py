@@ -116,6 +116,7 @@ def test_bf16_autocast_choice_and_float32_q_values():
     assert not use_bf16_autocast("auto", cpu, vector)  # small MLPs stay float32
     amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
     assert use_bf16_autocast("auto", cpu, image) == amx
+    assert DQNConfig().bf16 == "off"  # opt-in
     net = QNetwork(image, 4, (16,), "relu", dueling=True)
     obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     reference = net(obs)
