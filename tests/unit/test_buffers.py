@@ -247,3 +247,20 @@ def test_atari_slot_stores_one_frame():
     # 1M transitions: one frame each plus bookkeeping, well under 8 GB (the naive layout of
     # obs and next_obs as float-free uint8 stacks needs 2 * 4 * 84 * 84 bytes = 56.4 GB).
     assert 1_000_000 * per_slot < 8e9 and math.isclose(2 * 4 * 84 * 84 * 1e6 / 1e9, 56.448)
+
+
+def test_prioritized_frame_stacks_never_sample_rows_without_history():
+    # 8 rows for 2 envs, stacks of 4: after wrapping, the 3 rows after the newest one have
+    # lost frames their stacks need, and the newest row has no successor yet.
+    parts = {"obs": ((4, 2, 2), torch.uint8), "mask": ((2,), torch.bool)}
+    buf = ReplayBuffer(16, 2, parts, frame_stack=4, prioritized=True)
+    assert buf.rows == 8
+    ones, no = torch.ones(2, 2, dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
+    for t in range(13):  # row = t % 8; the last add wrote row 4
+        frame = torch.full((2, 4, 2, 2), t, dtype=torch.uint8)
+        buf.add({"obs": frame, "mask": ones}, torch.zeros(2, dtype=torch.long), torch.ones(2),
+                no, no)  # fmt: skip
+    priority = buf.tree.get(torch.arange(16)).view(8, 2)
+    assert (priority[[4, 5, 6, 7]] == 0).all() and (priority[[0, 1, 2, 3]] > 0).all()
+    b = buf.sample(500, torch.Generator().manual_seed(0))
+    assert set((b.indices // 2).tolist()) == {0, 1, 2, 3}

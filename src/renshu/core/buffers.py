@@ -298,17 +298,22 @@ class ReplayBuffer:
                 store[idx] = value
             self.final_slot[r, envs] = idx
         if self.prioritized:
-            N = self.num_envs
-            env_ids = torch.arange(N, device=self.device)
-            self.tree.set(r * N + env_ids, torch.zeros(N, dtype=torch.float64, device=self.device))
-            if self.size >= self.n_step:  # row r - n's n-step window just completed
-                newly = (r - self.n_step) % self.rows
-                self.tree.set(newly * N + env_ids, self.max_priority.expand(N))
+            # One sum-tree update per add (rows are distinct: rows >= n_step + frame_stack + 1):
+            # row r is not complete yet (priority 0); the oldest rows lose the history their
+            # frame stacks need once row r is rewritten (0); row r - n's n-step window just
+            # completed (the largest priority so far).
+            zero_rows = [r]
             if self.frame_stack is not None and self.size == self.rows:
-                # The oldest rows lose the history their stacks need once row r is rewritten.
-                zeros = torch.zeros(N, dtype=torch.float64, device=self.device)
-                for j in range(1, self.frame_stack):
-                    self.tree.set(((r + j) % self.rows) * N + env_ids, zeros)
+                zero_rows += [(r + j) % self.rows for j in range(1, self.frame_stack)]
+            rows = torch.tensor(zero_rows, device=self.device)
+            values = torch.zeros(len(zero_rows), dtype=torch.float64, device=self.device)
+            if self.size >= self.n_step:
+                newly = torch.tensor([(r - self.n_step) % self.rows], device=self.device)
+                rows = torch.cat([rows, newly])
+                values = torch.cat([values, self.max_priority.reshape(1)])
+            N = self.num_envs
+            slots = rows.unsqueeze(1) * N + torch.arange(N, device=self.device)
+            self.tree.set(slots.flatten(), values.repeat_interleave(N))
         self.ptr = (r + 1) % self.rows
         self.size = min(self.size + 1, self.rows)
 
