@@ -26,7 +26,12 @@ updates (4 env steps and one gradient step each) while the model's forward passe
 are counted, split into acting (collection) and learning. Same process, same thread count; the
 timed rounds of the designs alternate (``--rounds``), so a busy machine slows them alike.
 
-    python benchmarks/encoder_cost.py                        # ~1 minute, one CPU thread
+``--scale K`` makes both towers of the random model K times wider and deeper (``--scale 8``:
+12.8 M parameters), to show how the speed-up moves from the ratio of forward passes towards the
+ratio of frames as the model's per-frame work outgrows each call's fixed cost.
+
+    python benchmarks/encoder_cost.py                        # ~15 s, one CPU thread
+    python benchmarks/encoder_cost.py --scale 8              # ~2 minutes
     python benchmarks/encoder_cost.py --updates 20 --rounds 1   # quicker
 """
 
@@ -243,6 +248,12 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="width and depth multiplier of the random LLaVA-NeXT (1: the test-suite's tiny one)",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results")
     args = parser.parse_args()
     cores = set_threads(args.threads)
@@ -251,7 +262,7 @@ def main() -> int:
     from renshu.encoders.tiny import save_tiny_llava_next
     from renshu.envs.registry import make_env
 
-    folder = save_tiny_llava_next(tempfile.mkdtemp(prefix="tiny-llava-next-"))
+    folder = save_tiny_llava_next(tempfile.mkdtemp(prefix="tiny-llava-next-"), scale=args.scale)
 
     def env():
         return make_env("gridworld", num_envs=NUM_ENVS, seed=0)
@@ -263,6 +274,7 @@ def main() -> int:
         return CountingEncoder(encoder)
 
     enc = vlm()
+    params = sum(p.numel() for p in enc.inner.model.parameters())
     original = OriginalDQN(env(), enc)
     while len(original.buffer) < LEARNING_STARTS:  # fill the buffers (not timed)
         original.env_step()
@@ -280,8 +292,9 @@ def main() -> int:
     rows = [next(run) for run in runs]
 
     print(
-        f"# Encoder cost: DQN on gridworld, tiny random LLaVA-NeXT on its frames, {NUM_ENVS} envs, "
-        f"batch {BATCH}, 1 gradient step per {NUM_ENVS} env steps"
+        f"# Encoder cost: DQN on gridworld, random LLaVA-NeXT (scale {args.scale}, "
+        f"{params / 1e6:.2f} M parameters) on its frames, {NUM_ENVS} envs, batch {BATCH}, "
+        f"1 gradient step per {NUM_ENVS} env steps"
     )
     print(
         f"CPU: {cpu_model()} ({torch.get_num_threads()} torch threads, cores {cores}); "

@@ -61,6 +61,16 @@ def _frames(cells=(0, 1, 2, 8, 10)) -> torch.Tensor:
     return game.observe(game.from_cells(list(cells)))  # uint8 [B, 3, 84, 84]
 
 
+def test_tiny_llava_next_scale_widens_and_deepens_both_towers(tmp_path):
+    """benchmarks/encoder_cost.py --scale: the same model family, K times wider and deeper."""
+    enc = HFVisionLanguageEncoder(save_tiny_llava_next(tmp_path, scale=2), device="cpu")
+    config = enc.model.config
+    assert enc.out_dim == 64 == config.text_config.hidden_size  # 32 x 2
+    assert config.text_config.num_hidden_layers == 4
+    assert (config.vision_config.hidden_size, config.vision_config.num_hidden_layers) == (32, 4)
+    assert enc.encode(_frames((0, 6))).shape == (2, 64)
+
+
 # ---------------------------------------------------------------------------------------------
 # hf-vlm
 

@@ -46,22 +46,29 @@ def tiny_tokenizer():
     )  # fmt: skip
 
 
-def tiny_vision_config(image_size: int = IMAGE_SIZE) -> dict:
-    return dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                image_size=image_size, patch_size=14)  # fmt: skip
+def tiny_vision_config(image_size: int = IMAGE_SIZE, scale: int = 1) -> dict:
+    """A CLIP vision tower: width 16 and 2 layers, both times ``scale``."""
+    return dict(hidden_size=16 * scale, intermediate_size=32 * scale,
+                num_hidden_layers=2 * scale, num_attention_heads=2, image_size=image_size,
+                patch_size=14)  # fmt: skip
 
 
-def tiny_text_config(vocab_size: int = len(WORDS.split())):
+def tiny_text_config(vocab_size: int = len(WORDS.split()), scale: int = 1):
+    """A Llama text model: width 32 and 2 layers, both times ``scale``."""
     tf = require_transformers("tiny test model")
     return tf.LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=1, bos_token_id=2, eos_token_id=3,
+        vocab_size=vocab_size, hidden_size=32 * scale, intermediate_size=64 * scale,
+        num_hidden_layers=2 * scale, num_attention_heads=2, num_key_value_heads=2,
+        max_position_embeddings=256, pad_token_id=1, bos_token_id=2, eos_token_id=3,
     )  # fmt: skip
 
 
-def save_tiny_llava_next(folder: str | Path, seed: int = 0) -> str:
-    """A tiny random LLaVA-NeXT (model, processor, chat template) in ``folder``; returns it."""
+def save_tiny_llava_next(folder: str | Path, seed: int = 0, scale: int = 1) -> str:
+    """A tiny random LLaVA-NeXT (model, processor, chat template) in ``folder``; returns it.
+
+    ``scale`` multiplies the width and depth of both towers (``scale=8``: 12.8 million
+    parameters, still random), for benchmarks that need a model whose forward pass costs more
+    than the agent's own network."""
     tf = require_transformers("tiny test model")
     folder = Path(folder)
     tokenizer = tiny_tokenizer()
@@ -76,8 +83,8 @@ def save_tiny_llava_next(folder: str | Path, seed: int = 0) -> str:
         chat_template=CHAT_TEMPLATE,
     )  # fmt: skip
     config = tf.LlavaNextConfig(
-        vision_config=tf.CLIPVisionConfig(**tiny_vision_config()),
-        text_config=tiny_text_config(),
+        vision_config=tf.CLIPVisionConfig(**tiny_vision_config(scale=scale)),
+        text_config=tiny_text_config(scale=scale),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE]], vision_feature_layer=-1,
         vision_feature_select_strategy="default",
