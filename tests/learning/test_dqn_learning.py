@@ -18,3 +18,17 @@ def test_dqn_solves_cartpole_two_of_three_seeds(tmp_path):
         if sum(solved) >= 2:
             break
     assert sum(solved) >= 2, solved
+
+
+def test_dqn_2048_beats_random_play(tmp_path, random_2048_play):
+    """Bar: after a 1.6M-step run with the 2048 preset (one CPU thread, about 7 minutes), DQN's
+    greedy mean score over 1000 games is >= 2x random play's mean score over the same 1000
+    games (same evaluation seed, same number of games)."""
+    spec = RunSpec(
+        algo="dqn", env="game2048", seed=0, steps=1_600_000, eval_every=10**9,
+        eval_episodes=1000, animation=False, threads=1,
+    )  # fmt: skip
+    _, summary = start_run(spec, {}, run_dir=tmp_path / "dqn2048", progress=False)
+    trained = summary["last_eval"]
+    assert trained["episodes"] == random_2048_play["episodes"] == 1000
+    assert trained["mean_score"] >= 2 * random_2048_play["mean_score"], (trained, random_2048_play)
