@@ -21,7 +21,7 @@ def test_dqn_solves_cartpole_two_of_three_seeds(tmp_path):
 
 
 def test_dqn_2048_beats_random_play(tmp_path, random_2048_play):
-    """Bar: after a 1.6M-step run with the 2048 preset (one CPU thread, about 7 minutes), DQN's
+    """Bar: after a 1.6M-step run with the 2048 preset (one CPU thread, 7-13 min), DQN's
     greedy mean score over 1000 games is >= 2x random play's mean score over the same 1000
     games (same evaluation seed, same number of games)."""
     spec = RunSpec(
