@@ -71,6 +71,12 @@ def test_tiny_llava_next_scale_widens_and_deepens_both_towers(tmp_path):
     assert enc.encode(_frames((0, 6))).shape == (2, 64)
 
 
+def test_tiny_llava_next_refuses_a_scale_below_one(tmp_path):
+    with pytest.raises(ValueError, match="scale must be an integer >= 1, got 0"):
+        save_tiny_llava_next(tmp_path, scale=0)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 # ---------------------------------------------------------------------------------------------
 # hf-vlm
 

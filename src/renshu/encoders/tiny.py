@@ -6,7 +6,8 @@ a CPU, and is then loaded through the same ``from_pretrained(folder)`` path a us
 Their features carry no knowledge; never train on them for real.
 
 * :func:`save_tiny_llava_next`: LLaVA-NeXT (CLIP vision tower, Llama text model), 28x28 images,
-  with a chat template — for ``hf-vlm``.
+  with a chat template — for ``hf-vlm``; ``scale=K`` makes both towers K times wider and deeper
+  (``benchmarks/encoder_cost.py --scale``).
 * :func:`save_tiny_clip`: CLIP with 28x28 images and a 12-number projection — for ``hf-image``.
 * :func:`save_tiny_llama`: a text-only Llama (no vision tower) — for the errors.
 """
@@ -69,6 +70,8 @@ def save_tiny_llava_next(folder: str | Path, seed: int = 0, scale: int = 1) -> s
     ``scale`` multiplies the width and depth of both towers (``scale=8``: 12.8 million
     parameters, still random), for benchmarks that need a model whose forward pass costs more
     than the agent's own network."""
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
     tf = require_transformers("tiny test model")
     folder = Path(folder)
     tokenizer = tiny_tokenizer()
