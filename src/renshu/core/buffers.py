@@ -390,11 +390,10 @@ class ReplayBuffer:
         stack = frames[src, e]  # [B, k, H, W]
         pos = self.position[rows, envs].long().unsqueeze(1)
         before_start = back > pos  # frames from before this episode began
-        if self.frame_padding == "zeros":
-            fill = torch.zeros_like(stack)
-        else:
-            first = frames[(rows - pos.squeeze(1)) % self.rows, envs]
-            fill = first.unsqueeze(1).expand_as(stack)
+        if self.frame_padding == "zeros":  # in place: one cheap pass, no second batch
+            return stack.mul_(~before_start[:, :, None, None])
+        first = frames[(rows - pos.squeeze(1)) % self.rows, envs]
+        fill = first.unsqueeze(1).expand_as(stack)
         return torch.where(before_start[:, :, None, None], fill, stack)
 
     def _parts_at(self, rows: torch.Tensor, envs: torch.Tensor) -> dict[str, torch.Tensor]:
