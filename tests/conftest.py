@@ -1,4 +1,5 @@
-"""Shared pytest setup: makes helper modules in ``tests/`` (``reference_2048``) importable."""
+"""Shared pytest setup: makes helper modules in ``tests/`` (``reference_2048``) importable,
+runs torch on one thread per test, and starts the long tests first."""
 
 import sys
 from pathlib import Path
@@ -19,3 +20,9 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long`` (minutes each) go first: ``./scripts/test`` spreads the suite over
+    two pytest-xdist workers, and one long test started last would keep the run waiting."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable sort

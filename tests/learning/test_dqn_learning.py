@@ -1,5 +1,7 @@
 """Learning bars for DQN (stated in each test; seeded, CPU)."""
 
+import pytest
+
 from renshu.runner.loop import RunSpec, start_run
 
 
@@ -20,6 +22,7 @@ def test_dqn_solves_cartpole_two_of_three_seeds(tmp_path):
     assert sum(solved) >= 2, solved
 
 
+@pytest.mark.long
 def test_dqn_2048_beats_random_play(tmp_path, random_2048_play):
     """Bar: after a 1.6M-step run with the 2048 preset (one CPU thread, 7-13 min), DQN's
     greedy mean score over 1000 games is >= 2x random play's mean score over the same 1000
