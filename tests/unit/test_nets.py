@@ -61,6 +61,15 @@ def test_guarded_step_skips_a_nonfinite_loss_and_keeps_weights_and_moments(fused
             assert torch.equal(v, moments[i][k]), (i, k)
 
 
+def test_guarded_step_without_gradients_steps_nothing():
+    net, _ = _net_and_loss(2, 1.0)
+    params = list(net.parameters())
+    before = copy.deepcopy(net.state_dict())
+    assert guarded_step(adam(params, 1e-2), params, 0.5).item() == 0.0
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
 def test_nature_cnn_equals_the_plain_network_on_frames_over_255():
     torch.manual_seed(0)
     cnn = NatureCNN()

@@ -163,6 +163,8 @@ def guarded_step(
             optimizer.step()
         return bad.float()
     grads = [p.grad for p in params if p.grad is not None]
+    if not grads:  # nothing to step (the kernel skips parameters without a gradient)
+        return torch.zeros((), device=params[0].device if params else None)
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     bad = ~torch.isfinite(norm)
     if loss is not None:
