@@ -95,9 +95,11 @@ class NatureCNN(nn.Module):
         # conv(x / 255, W) == conv(x, W / 255): scaling the 8k first-layer weights instead of
         # the 900k-number input batch saves a full pass over it (same parameters, same grads).
         x = obs.contiguous(memory_format=torch.channels_last).float()
-        first = self.body[0]
+        first, *rest = self.body
         x = F.conv2d(x, first.weight * (1.0 / 255.0), first.bias, first.stride)
-        return self.body[1:](x)
+        for layer in rest:
+            x = layer(x)
+        return x
 
 
 class FeatureTorso(nn.Module):
