@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from renshu.config import check, check_network
+from renshu.core.losses import ppo_loss
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
@@ -33,8 +34,6 @@ from renshu.core.policy import (
     build_actor_critic,
     explained_variance,
     load_on_policy_state,
-    log_prob_entropy,
-    masked_logits,
     on_policy_state,
     policy_actions,
 )
@@ -171,58 +170,39 @@ class PPO:
         batch = b_actions.shape[0]
         mb_size = batch // cfg.num_minibatches
 
-        sums = torch.zeros(7, device=self.device)  # pg, v, entropy, kl, clipfrac, count, skipped
-        epochs = 0
+        # Without illegal actions anywhere in the rollout, the loss skips the masking.
+        b_masks = None if bool(b_masks.all()) else b_masks
+        sums = torch.zeros(5, device=self.device)  # pg, v, entropy, kl, clipfrac
+        skipped = torch.zeros((), device=self.device)  # steps skipped for a non-finite loss
+        epochs = steps = 0
         for _ in range(cfg.update_epochs):
             epochs += 1
-            perm = torch.randperm(batch, generator=self.generator, device=self.device)
+            # One minibatch is the whole rollout, whose mean loss is the same in any order.
+            perm = None
+            if cfg.num_minibatches > 1:
+                perm = torch.randperm(batch, generator=self.generator, device=self.device)
             kl_epoch = torch.zeros((), device=self.device)
             for start in range(0, batch, mb_size):
-                idx = perm[start : start + mb_size]
+                idx = slice(None) if perm is None else perm[start : start + mb_size]
                 logits, value = self.policy(
                     b_obs[idx], None if b_features is None else b_features[idx]
                 )
-                newlogp, entropy = log_prob_entropy(
-                    masked_logits(logits, b_masks[idx]), b_actions[idx]
-                )
-                logratio = newlogp - b_logprobs[idx]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
-                adv = b_adv[idx]
-                if cfg.norm_adv:
-                    adv = normalize(adv)
-                pg_loss = torch.max(
-                    -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
-                ).mean()
-                if cfg.clip_vloss:
-                    v_clipped = b_values[idx] + (value - b_values[idx]).clamp(
-                        -cfg.clip_coef, cfg.clip_coef
-                    )
-                    v_loss = (
-                        0.5
-                        * torch.max(
-                            (value - b_returns[idx]) ** 2, (v_clipped - b_returns[idx]) ** 2
-                        ).mean()
-                    )
-                else:
-                    v_loss = 0.5 * ((value - b_returns[idx]) ** 2).mean()
-                ent = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                adv = normalize(b_adv[idx]) if cfg.norm_adv else b_adv[idx]
+                mask = None if b_masks is None else b_masks[idx]
+                loss, stats = ppo_loss(
+                    logits, value, mask, b_actions[idx], b_logprobs[idx], adv, b_values[idx],
+                    b_returns[idx], cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
+                )  # fmt: skip
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                skipped = guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
-                kl_epoch = approx_kl
-                sums += torch.stack(
-                    [pg_loss.detach(), v_loss.detach(), ent.detach(), approx_kl, clipfrac,
-                     torch.ones((), device=self.device), skipped]
-                )  # fmt: skip
+                skipped += guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
+                kl_epoch = stats[3]
+                sums += stats
+                steps += 1
             if cfg.target_kl is not None and float(kl_epoch) > cfg.target_kl:
                 break
 
-        skipped = sums[6]
-        pg, v, ent, kl, cf, n, _ = (sums / sums[5]).tolist()
+        pg, v, ent, kl, cf = (sums / steps).tolist()
         return {
             "loss/policy": pg,
             "loss/value": v,
