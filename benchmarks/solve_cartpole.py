@@ -6,9 +6,12 @@ evaluations, up to the first one that passes; both sides follow the same rule:
 
 * ``renshu PPO`` / ``renshu A2C``: ``start_run(RunSpec(algo, env="cartpole", seed=s,
   steps=MAX, target_return=475, eval_every=E, eval_episodes=100, animation=False, threads=T))``
-  with the algorithm's CartPole preset (``renshu.algos.PRESETS``). Seconds and steps are the
-  run summary's ``target_reached_seconds`` / ``target_reached_steps`` (the runner's clock starts
-  after the agent and envs are built). The total wall time of the ``start_run`` call (building,
+  with the algorithm's CartPole preset (``renshu.algos.PRESETS``; PPO's is RL Zoo's settings
+  with 10 epochs instead of 20 at a learning rate of 2e-3 instead of 1e-3).
+  ``renshu PPO, RL Zoo's settings`` (``--algos ppo-zoo``) runs RL Zoo's values exactly.
+  Seconds and steps are the run summary's ``target_reached_seconds`` /
+  ``target_reached_steps`` (the runner's clock starts after the agent and envs are built).
+  The total wall time of the ``start_run`` call (building,
   training to the target, the learning-curve plot) is reported too.
 * ``SB3 PPO``: ``stable_baselines3.PPO`` with RL Zoo's tuned ``CartPole-v1`` hyperparameters
   (rl-baselines3-zoo ``hyperparams/ppo.yml``: n_envs 8, MlpPolicy, n_steps 32, batch_size 256,
@@ -18,8 +21,11 @@ evaluations, up to the first one that passes; both sides follow the same rule:
   ``evaluate_policy(model, eval_env, n_eval_episodes=100, deterministic=True)`` on a separate
   vec env each time the step count crosses a multiple of E -- after a whole rollout *and* its
   update, exactly where renshu's runner evaluates -- and stops ``learn()`` once the mean is
-  >= 475. Its clock starts in ``on_training_start`` (model and envs built, envs reset) and
-  stops when the passing evaluation returns. The eval vec env has ``--sb3-eval-envs`` envs
+  >= 475. ``SB3 PPO, renshu's settings`` runs RL Zoo's values with the epochs and learning
+  rate of renshu's preset, so that each renshu PPO row also has an SB3 row with the same
+  hyperparameters (the last column of the summary). Its clock starts in
+  ``on_training_start`` (model and envs built, envs reset) and stops when the passing
+  evaluation returns. The eval vec env has ``--sb3-eval-envs`` envs
   (default: as many as episodes, one episode each, the same batching as renshu's evaluation).
 * ``renshu DQN`` / ``SB3 DQN`` (``--algos dqn``): renshu's DQN CartPole preset against
   ``stable_baselines3.DQN`` with RL Zoo's ``CartPole-v1`` hyperparameters (``hyperparams/dqn.yml``:
@@ -44,6 +50,7 @@ that did not reach 475 counted as "more than the budget" (so the median is "not 
 when half or more of the seeds fail).
 
     python benchmarks/solve_cartpole.py                        # 3 seeds, 300k steps (minutes)
+    python benchmarks/solve_cartpole.py --seeds 5              # the README's table
     python benchmarks/solve_cartpole.py --quick                # 1 seed, 150k steps
     python benchmarks/solve_cartpole.py --seeds 5 --algos ppo,a2c --json out.json
     python benchmarks/solve_cartpole.py --algos dqn --max-steps 50000 --eval-every 5000
@@ -87,6 +94,42 @@ ZOO_PPO_CARTPOLE = {
 }
 
 
+RENSHU_ZOO = "renshu PPO, RL Zoo's settings"
+SB3_RENSHU = "SB3 PPO, renshu's settings"
+
+
+def renshu_zoo_ppo() -> dict:
+    """renshu PPO config values equal to RL Zoo's CartPole-v1 settings (like for like)."""
+    hp = ZOO_PPO_CARTPOLE
+    return {
+        "num_envs": hp["n_envs"], "num_steps": hp["n_steps"],
+        "num_minibatches": hp["n_envs"] * hp["n_steps"] // hp["batch_size"],
+        "update_epochs": hp["n_epochs"], "learning_rate": 0.001, "gamma": hp["gamma"],
+        "gae_lambda": hp["gae_lambda"], "ent_coef": hp["ent_coef"], "clip_coef": 0.2,
+    }  # fmt: skip
+
+
+def sb3_ppo_settings(variant: str) -> dict:
+    """SB3 PPO's settings: RL Zoo's (``zoo``), or RL Zoo's with the epochs and learning rate of
+    renshu's CartPole preset (``renshu``), which must otherwise equal RL Zoo's."""
+    hp = dict(ZOO_PPO_CARTPOLE)
+    if variant == "renshu":
+        from renshu.algos import PRESETS
+
+        preset = PRESETS[("ppo", "cartpole")]
+        same = {
+            k: v for k, v in renshu_zoo_ppo().items() if k not in ("update_epochs", "learning_rate")
+        }
+        differ = {k: (preset.get(k), v) for k, v in same.items() if preset.get(k) != v}
+        if differ:
+            raise SystemExit(
+                f"renshu's CartPole PPO preset differs from RL Zoo beyond epochs/lr: {differ}"
+            )
+        hp["n_epochs"] = preset["update_epochs"]
+        hp["learning_rate"] = f"lin_{preset['learning_rate']:g}"
+    return hp
+
+
 # rl-baselines3-zoo, hyperparams/dqn.yml, "CartPole-v1" (one env).
 ZOO_DQN_CARTPOLE = {
     "n_timesteps": 5e4,
@@ -128,7 +171,12 @@ def run_renshu(
     algo: str, seed: int, max_steps: int, eval_every: int, episodes: int, threads: int,
     target: float = TARGET,
 ) -> Result:  # fmt: skip
+    """``algo``: ppo, a2c or dqn on renshu's preset, or ``ppo-zoo``: PPO with RL Zoo's settings."""
     from renshu.runner.loop import RunSpec, start_run
+
+    overrides, impl = {}, f"renshu {algo.upper()}"
+    if algo == "ppo-zoo":
+        algo, overrides, impl = "ppo", renshu_zoo_ppo(), RENSHU_ZOO
 
     spec = RunSpec(
         algo=algo, env="cartpole", seed=seed, steps=max_steps, target_return=target,
@@ -136,13 +184,13 @@ def run_renshu(
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="renshu-solve-") as tmp:
         t0 = time.perf_counter()
-        _, summary = start_run(spec, {}, run_dir=os.path.join(tmp, "run"), progress=False)
+        _, summary = start_run(spec, overrides, run_dir=os.path.join(tmp, "run"), progress=False)
         call = time.perf_counter() - t0
         evals = _count_evals(os.path.join(tmp, "run", "metrics.csv"))
     reached = summary["target_reached_steps"] is not None
     last = summary.get("last_eval") or {}
     return Result(
-        impl=f"renshu {algo.upper()}",
+        impl=impl,
         seed=seed,
         reached=reached,
         steps=summary["target_reached_steps"],
@@ -182,7 +230,7 @@ def _linear(initial: float):
 
 def run_sb3(
     seed: int, max_steps: int, eval_every: int, episodes: int, eval_envs: int, threads: int,
-    target: float = TARGET, algo: str = "ppo",
+    target: float = TARGET, algo: str = "ppo", variant: str = "zoo",
 ) -> Result:  # fmt: skip
     import torch
     from stable_baselines3 import DQN, PPO
@@ -239,11 +287,12 @@ def run_sb3(
             self.end = time.perf_counter()
 
     if algo == "ppo":
-        hp = ZOO_PPO_CARTPOLE
+        hp = sb3_ppo_settings(variant)
+        lr = float(hp["learning_rate"].removeprefix("lin_"))
         model = PPO(
             hp["policy"], env, n_steps=hp["n_steps"], batch_size=hp["batch_size"],
             gae_lambda=hp["gae_lambda"], gamma=hp["gamma"], n_epochs=hp["n_epochs"],
-            ent_coef=hp["ent_coef"], learning_rate=_linear(0.001), clip_range=_linear(0.2),
+            ent_coef=hp["ent_coef"], learning_rate=_linear(lr), clip_range=_linear(0.2),
             seed=seed, device="cpu", verbose=0,
         )  # fmt: skip
     else:
@@ -263,7 +312,7 @@ def run_sb3(
     env.close()
     eval_env.close()
     return Result(
-        impl=f"SB3 {algo.upper()}",
+        impl=SB3_RENSHU if variant == "renshu" else f"SB3 {algo.upper()}",
         seed=seed,
         reached=cb.reached is not None,
         steps=cb.reached[0] if cb.reached else None,
@@ -300,11 +349,22 @@ def summarize(results: list[Result]) -> list[dict]:
             }
         )
     medians = {row["impl"]: row["median_seconds"] for row in rows}
+
+    def ratio(baseline: str | None, seconds: float) -> float | None:
+        sb3 = medians.get(baseline)
+        ok = sb3 is not None and math.isfinite(sb3) and math.isfinite(seconds)
+        return sb3 / seconds if ok else None
+
     for row in rows:
-        sb3 = medians.get(sb3_baseline(row["impl"]))
-        ok = sb3 is not None and math.isfinite(sb3) and math.isfinite(row["median_seconds"])
-        row["x_faster_than_sb3"] = sb3 / row["median_seconds"] if ok else None
+        row["x_faster_than_sb3"] = ratio(sb3_baseline(row["impl"]), row["median_seconds"])
+        row["x_faster_than_sb3_same_settings"] = ratio(
+            SAME_SETTINGS.get(row["impl"]), row["median_seconds"]
+        )
     return rows
+
+
+# The SB3 row that runs the same hyperparameters as a renshu row.
+SAME_SETTINGS = {"renshu PPO": SB3_RENSHU, RENSHU_ZOO: "SB3 PPO"}
 
 
 def sb3_baseline(impl: str) -> str:
@@ -354,14 +414,15 @@ def per_seed_table(results: list[Result], target: float = TARGET) -> str:
 def summary_table(rows: list[dict], target: float = TARGET) -> str:
     lines = [
         f"| implementation | median seconds to {target:g} | median env steps | seeds reached "
-        "| x faster than SB3 (same family) |",
-        "|---|---:|---:|---:|---:|",
+        "| x faster than SB3 (RL Zoo's settings) | x faster than SB3 with the same settings |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['impl']} | {_fmt_s(row['median_seconds'])} "
             f"| {_fmt_steps(row['median_steps'])} | {row['reached']}/{row['seeds']} "
-            f"| {fmt_ratio(row['x_faster_than_sb3'])} |"
+            f"| {fmt_ratio(row['x_faster_than_sb3'])} "
+            f"| {fmt_ratio(row['x_faster_than_sb3_same_settings'])} |"
         )
     return "\n".join(lines)
 
@@ -377,7 +438,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=TARGET, help="mean return to reach (475)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, every side (1)")
     p.add_argument(
-        "--algos", default="ppo", help="renshu algorithms, comma-separated: ppo,a2c,dqn (ppo)"
+        "--algos",
+        default="ppo,ppo-zoo",
+        help="renshu rows, comma-separated: ppo,ppo-zoo,a2c,dqn (ppo,ppo-zoo); ppo-zoo = renshu "
+        "PPO with RL Zoo's settings; with ppo, SB3 also runs renshu's preset settings",
     )
     p.add_argument(
         "--sb3-eval-envs", type=int, default=None, help="SB3 eval vec env size (= episodes)"
@@ -393,7 +457,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.sb3_eval_envs is None:
         args.sb3_eval_envs = args.eval_episodes
     args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-    known = ("ppo", "a2c", "dqn")
+    known = ("ppo", "ppo-zoo", "a2c", "dqn")
     if not args.algos or any(a not in known for a in args.algos):
         p.error(f"--algos takes a comma-separated subset of {','.join(known)}")
     for name in ("seeds", "max_steps", "eval_every", "eval_episodes", "threads", "sb3_eval_envs"):
@@ -433,9 +497,14 @@ def main(argv: list[str] | None = None) -> list[Result]:
             results.append(r)
             log(f"  {_progress(r)}")
         families = dict.fromkeys("dqn" if a == "dqn" else "ppo" for a in args.algos)
-        for family in families if sb3 is not None else ():
-            log(f"SB3 {family.upper()} seed {seed} ...")
-            r = run_sb3(seed, MAX, E, N, args.sb3_eval_envs, args.threads, args.target, algo=family)
+        runs = [(family, "zoo") for family in families]
+        if "ppo" in args.algos:
+            runs.append(("ppo", "renshu"))
+        for family, variant in runs if sb3 is not None else ():
+            log(f"SB3 {family.upper()} ({variant} settings) seed {seed} ...")
+            r = run_sb3(
+                seed, MAX, E, N, args.sb3_eval_envs, args.threads, args.target, family, variant
+            )
             results.append(r)
             log(f"  {_progress(r)}")
     rows = summarize(results)
@@ -481,10 +550,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
         f"epsilon schedules run over it); seeds 0..{args.seeds - 1}"
     )
     print(
-        "- renshu: CartPole presets of `renshu.algos.PRESETS`, batched tensor env; "
-        "SB3 PPO: RL Zoo's tuned CartPole-v1 hyperparameters "
-        "(n_envs 8, n_steps 32, batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, ent_coef 0, "
-        "lr lin_0.001, clip lin_0.2); SB3 DQN: RL Zoo's CartPole-v1 hyperparameters (1 env, "
+        "- renshu: CartPole presets of `renshu.algos.PRESETS` (PPO: RL Zoo's values with 10 "
+        "epochs at lr 2e-3), batched tensor env; SB3 PPO: RL Zoo's tuned CartPole-v1 "
+        "hyperparameters (n_envs 8, n_steps 32, batch 256, gae_lambda 0.8, gamma 0.98, 20 "
+        "epochs, ent_coef 0, lr lin_0.001, clip lin_0.2); `renshu PPO, RL Zoo's settings` runs "
+        "those values; `SB3 PPO, renshu's settings` runs them with 10 epochs at lr lin_0.002; "
+        "SB3 DQN: RL Zoo's CartPole-v1 hyperparameters (1 env, "
         "lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000, gamma 0.99, target update 10, "
         "train_freq 256, gradient_steps 128, exploration 0.16 -> 0.04, net [256, 256]; "
         "RL Zoo trains it for 50k steps: run DQN with --max-steps 50000 for its schedule); "

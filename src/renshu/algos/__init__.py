@@ -15,13 +15,13 @@ ALGORITHMS: dict[str, str] = {
 
 # Config values that suit a given environment better than the generic defaults.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    # RL Zoo's CartPole-v1 PPO settings with half the epochs (10, not 20) at twice the learning
+    # rate (2e-3): half the gradient steps per rollout and as sample-efficient. Median seconds
+    # to 475 against RL Zoo's own settings: 1.45 vs 4.32 on seeds 10-19 (evaluations every 5k
+    # steps), 4.01 vs 4.56 on seeds 0-4 (benchmarks/solve_cartpole.py runs both).
     ("ppo", "cartpole"): dict(
-        num_envs=8, num_steps=32, learning_rate=1e-3, gamma=0.98, gae_lambda=0.8,
-        num_minibatches=1, update_epochs=20, ent_coef=0.0, clip_coef=0.2,
-    ),
-    ("ppo", "CartPole-v1"): dict(
-        num_envs=8, num_steps=32, learning_rate=1e-3, gamma=0.98, gae_lambda=0.8,
-        num_minibatches=1, update_epochs=20, ent_coef=0.0, clip_coef=0.2,
+        num_envs=8, num_steps=32, learning_rate=2e-3, gamma=0.98, gae_lambda=0.8,
+        num_minibatches=1, update_epochs=10, ent_coef=0.0, clip_coef=0.2,
     ),
     ("a2c", "cartpole"): dict(num_envs=8, num_steps=5, ent_coef=0.0, learning_rate=7e-4),
     ("a2c", "CartPole-v1"): dict(num_envs=8, num_steps=5, ent_coef=0.0, learning_rate=7e-4),
@@ -71,6 +71,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         clip_coef=0.1, ent_coef=0.01, shared_torso=True, clip_rewards=True,
     ),
 }  # fmt: skip
+PRESETS[("ppo", "CartPole-v1")] = PRESETS[("ppo", "cartpole")]
 PRESETS[("dqn", "CartPole-v1")] = PRESETS[("dqn", "cartpole")]
 # The 4x3 grid world, with or without encoder features (--encoder hf-text): 8 envs, one
 # gradient step per vector step; a slow target and learning rate keep the greedy policy from
