@@ -90,12 +90,6 @@ class NatureCNN(nn.Module):
         )
         self.out_dim = out_dim
         self.body.to(memory_format=torch.channels_last)
-        # The 3136x512 layer's weight is kept in [in, out] memory order (an [out, in] tensor
-        # with transposed strides): MKL multiplies a batch of 4-8 by it 1.6-2.3x faster that
-        # way, since acting reads all 6.4 MB of it per step. Values, gradients, optimizer
-        # state and checkpoints are the same; load_state_dict and copies keep the layout.
-        fc = self.body[7]
-        fc.weight = nn.Parameter(fc.weight.detach().t().contiguous().t())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # conv(x / 255, W) == conv(x, W / 255): scaling the 8k first-layer weights instead of
