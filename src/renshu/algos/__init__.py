@@ -17,8 +17,9 @@ ALGORITHMS: dict[str, str] = {
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # RL Zoo's CartPole-v1 PPO settings with half the epochs (10, not 20) at twice the learning
     # rate (2e-3): half the gradient steps per rollout and as sample-efficient. Median seconds
-    # to 475 against RL Zoo's own settings: 1.45 vs 4.32 on seeds 10-19 (evaluations every 5k
-    # steps), 4.01 vs 4.56 on seeds 0-4 (benchmarks/solve_cartpole.py runs both).
+    # (env steps) to 475 against RL Zoo's own settings, evaluating every 10k steps: 2.67 (20.2k)
+    # vs 6.09 (30.2k) on held-out seeds 10-19, 4.01 (40.2k) vs 4.56 (30.2k) on seeds 0-4
+    # (benchmarks/solve_cartpole.py runs both).
     ("ppo", "cartpole"): dict(
         num_envs=8, num_steps=32, learning_rate=2e-3, gamma=0.98, gae_lambda=0.8,
         num_minibatches=1, update_epochs=10, ent_coef=0.0, clip_coef=0.2,

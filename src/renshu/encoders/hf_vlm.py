@@ -186,7 +186,9 @@ class HFVisionLanguageEncoder:
             extra["output_hidden_states"] = True
         if self._keep_last and unpadded:
             extra["logits_to_keep"] = 1  # no vocabulary-sized logits at every position
-        out = self.model(**inputs, return_dict=True, **extra)
+        # One forward pass, no generation: no key/value cache to build (for a 7B model that is
+        # hundreds of MB per batch of prompts).
+        out = self.model(**inputs, return_dict=True, use_cache=False, **extra)
         self.calls += 1
         self.rows += len(frames)
         rows = torch.arange(len(frames), device=self.device)
