@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from renshu import cli
+from renshu.algos import PRESETS
 from renshu.envs.base import FunctionalEnv
 from renshu.runner.checkpoint import load_checkpoint
 from renshu.runner.loop import LATEST, RunSpec, Trainer, start_run
@@ -103,7 +104,9 @@ def test_train_writes_every_artefact(cartpole_run):
     assert config["algo"] == "ppo" and config["env"] == "cartpole"
     assert config["run"]["steps"] == 2048 and config["run"]["seed"] == 0
     assert config["algo_config"]["num_envs"] == 4 and config["algo_config"]["num_steps"] == 64
-    assert config["algo_config"]["learning_rate"] == 1e-3  # the cartpole preset underneath
+    preset = PRESETS[("ppo", "cartpole")]  # the cartpole preset underneath the flags
+    assert config["algo_config"]["learning_rate"] == preset["learning_rate"]
+    assert config["algo_config"]["update_epochs"] == preset["update_epochs"]
 
     summary = json.loads((run / "summary.json").read_text())
     for key in ("env_steps", "wall_seconds", "steps_per_second", "target_reached_steps",
