@@ -1,10 +1,12 @@
-"""The closed-form PPO loss node against PPO's loss written plainly with autograd."""
+"""The closed-form PPO loss node against PPO's loss written plainly with autograd, and the
+log-probability helpers against torch.distributions."""
 
 import pytest
 import torch
 from torch import nn
 
 from renshu.core.losses import ppo_loss
+from renshu.core.policy import log_prob, log_prob_entropy, masked_logits
 
 N, A, CLIP = 64, 4, 0.2
 
@@ -93,3 +95,17 @@ def test_ppo_loss_gradient_is_zero_on_illegal_logits_and_scales_with_the_upstrea
     (3.0 * ref).backward()
     torch.testing.assert_close(logits.grad, ref_logits.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(value.grad, ref_value.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_log_prob_and_entropy_equal_torch_categorical_with_masked_actions():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(32, A, generator=g)
+    mask = torch.rand(32, A, generator=g) > 0.4
+    mask[:, 1] = True
+    masked = masked_logits(logits, mask)
+    dist = torch.distributions.Categorical(logits=logits.masked_fill(~mask, float("-inf")))
+    actions = dist.sample()
+    logp, entropy = log_prob_entropy(masked, actions)
+    torch.testing.assert_close(log_prob(masked, actions), dist.log_prob(actions))
+    torch.testing.assert_close(logp, dist.log_prob(actions))
+    torch.testing.assert_close(entropy, dist.entropy())

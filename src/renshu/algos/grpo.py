@@ -44,7 +44,7 @@ from renshu.core.nets import adam, layer_init, make_torso
 from renshu.core.policy import (
     action_probabilities,
     anneal_learning_rate,
-    log_prob_entropy,
+    log_prob,
     masked_logits,
     policy_actions,
     sample,
@@ -300,7 +300,7 @@ class GRPO:
         for t in range(cfg.max_rollout_steps):
             logits = masked_logits(self.policy.logits(obs), mask)
             action = sample(logits, self.generator)
-            logp, _ = log_prob_entropy(logits, action)
+            logp = log_prob(logits, action)
             buf["obs"].append(obs)
             buf["masks"].append(mask)
             buf["actions"].append(action)
@@ -363,7 +363,7 @@ class GRPO:
         if cfg.beta > 0 and b_actions.numel():
             with torch.no_grad():
                 ref_logits = masked_logits(self.ref_policy.logits(b_obs), b_masks)
-                b_ref, _ = log_prob_entropy(ref_logits, b_actions)
+                b_ref = log_prob(ref_logits, b_actions)
 
         eps_low = cfg.clip_eps
         eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
@@ -410,7 +410,7 @@ class GRPO:
         """One gradient step on the steps ``idx`` (whole groups). Returns the metric sums."""
         cfg = self.config
         logits = masked_logits(self.policy.logits(b_obs[idx]), b_masks[idx])
-        logp, _ = log_prob_entropy(logits, b_actions[idx])
+        logp = log_prob(logits, b_actions[idx])
         old = b_old[idx]
         ref = None if b_ref is None else b_ref[idx]
         weights = aggregation_weights(env_of_step[idx], cfg.loss_aggregation)

@@ -26,6 +26,11 @@ def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return (logits + gumbel).argmax(dim=-1)
 
 
+def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Log-probability of ``actions`` under each row's distribution."""
+    return torch.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
 def log_prob_entropy(
     logits: torch.Tensor, actions: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

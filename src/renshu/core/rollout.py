@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from renshu.core.policy import ActorCritic, log_prob_entropy, masked_logits, sample
+from renshu.core.policy import ActorCritic, log_prob, masked_logits, sample
 from renshu.encoders.base import Encoder, encoder_state, load_encoder_state, stateless
 
 FEATURE_DTYPE = torch.float16  # how encoder features are kept in rollouts and replay buffers
@@ -91,7 +91,7 @@ class RolloutCollector:
             logits, value = policy(self.obs, self.features)
             logits = masked_logits(logits, self.mask)
             action = sample(logits, self.generator)
-            logprobs[t], _ = log_prob_entropy(logits, action)
+            logprobs[t] = log_prob(logits, action)
             values[t] = value
             actions[t] = action
             self.obs, reward, term, trunc, info = env.step(action)

@@ -333,7 +333,9 @@ class FunctionalEnv:
                 episode.update(self._blank_extras)
                 self.state, obs = state, final_obs
             else:
-                extras = self.game.episode_extras(state_index(state, ended))
+                extras = {}  # games without extras (CartPole) skip indexing the state
+                if self._blank_extras:
+                    extras = self.game.episode_extras(state_index(state, ended))
                 episode.update(
                     {k: self._blank_extras[k].index_put((ended,), v) for k, v in extras.items()}
                 )
