@@ -9,7 +9,8 @@ Two environments whose steps cost real CPU time, where spreading envs over proce
   ``gymnasium.make("ALE/Breakout-v5", obs_type="grayscale")`` (frame skip 4 built in), an
   84x84 Pillow resize and ``FrameStackObservation(4)`` per env.
 
-Rows, all with the same total number of envs (``--envs``, 8) on the same cores:
+Rows, all with the same total number of envs on the same cores (``--envs``, 8, for the slow
+env; ``--atari-envs``, 32, for Atari):
 
 * ``renshu local``: one process, PPO's own ``RolloutCollector`` (no Ray), for reference;
 * ``renshu ray, W workers``: ``renshu.distributed`` -- each worker a Ray actor holding
@@ -24,8 +25,17 @@ Every measurement runs ``--seconds`` after one warm-up collection (or 20 warm-up
 Workers and the learner run torch on 1 thread each; Ray is started with as many CPUs as cores.
 The target of the issue: **2 workers >= 1.7x one worker**.
 
-    python benchmarks/ray_scaling.py                    # both envs (about 3 minutes)
+Why Atari runs 32 envs (16 per worker) by default: each vector step of a worker costs a fixed
+part whatever its number of envs (the Nature CNN's forward pass, about 0.6 ms of it mostly
+reading the 3136x512 layer's 6.4 MB of weights, plus the vector env's own overhead) and a part
+per env (emulation, preprocessing, the CNN's per-frame work). Splitting 8 envs into 2 x 4 pays
+the fixed part twice as often per env step, which caps two workers near 1.7x one worker on two
+cores before any transfer; with 16 envs per worker the cap is near 1.9x. ``--atari-envs 8`` and
+``--atari-envs 16`` show the trend (docs/distributed.md has the figures).
+
+    python benchmarks/ray_scaling.py                    # both envs (about 4 minutes)
     python benchmarks/ray_scaling.py --envs-to-run slow --seconds 3
+    python benchmarks/ray_scaling.py --envs-to-run atari --atari-envs 8
 """
 
 from __future__ import annotations
@@ -193,7 +203,9 @@ def run(kind: str, args) -> list[dict]:
         title = f"CartPole-v1 + {args.spin_ms:g} ms CPU per step"
     else:
         factory, make_one, title = atari_tensor_env, atari_gym_env, "ALE/Breakout-v5"
-    config = ppo_config(kind, args.envs, args.num_steps)
+    envs = args.envs if kind == "slow" else args.atari_envs
+    title = f"{title}, {envs} envs"
+    config = ppo_config(kind, envs, args.num_steps)
     rows = [{"env": title, "impl": "renshu local (no Ray)",
              **measure_local(factory, config, args.seconds)}]  # fmt: skip
     for workers in (1, 2):
@@ -201,7 +213,7 @@ def run(kind: str, args) -> list[dict]:
         name = f"renshu ray, {workers} worker{'s' if workers > 1 else ''}"
         rows.append({"env": title, "impl": name, **result})
     rows.append({"env": title, "impl": "SB3 SubprocVecEnv (random actions)",
-                 **measure_sb3(make_one, args.envs, args.seconds)})  # fmt: skip
+                 **measure_sb3(make_one, envs, args.seconds)})  # fmt: skip
     one = rows[1]["steps_per_second"]
     sb3 = rows[-1]["steps_per_second"]
     for row in rows:
@@ -213,7 +225,12 @@ def run(kind: str, args) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--envs-to-run", default="slow,atari", help="slow, atari or both")
-    p.add_argument("--envs", type=int, default=8, help="envs in total (split over workers)")
+    p.add_argument(
+        "--envs", type=int, default=8, help="slow env: envs in total (split over workers) (8)"
+    )
+    p.add_argument(
+        "--atari-envs", type=int, default=32, help="Atari: envs in total (split over workers) (32)"
+    )
     p.add_argument("--num-steps", type=int, default=32, help="steps per env per collection")
     p.add_argument("--seconds", type=float, default=5.0, help="measured time per row")
     p.add_argument("--spin-ms", type=float, default=1.0, help="CPU milliseconds per slow step")
@@ -237,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
         f"torch {torch.__version__}, ray {version('ray')}, SB3 {version('stable-baselines3')}, "
-        f"ale-py {version('ale-py')}; {args.envs} envs in total, {args.num_steps} steps per "
-        f"collection, {args.seconds:g} s per row; before the run: load average {load:.2f}, "
-        f"{cores} spinning processes got {free:.2f} cores' worth of CPU\n"
+        f"ale-py {version('ale-py')}; envs in total as in each row's name, {args.num_steps} "
+        f"steps per collection, {args.seconds:g} s per row; before the run: load average "
+        f"{load:.2f}, {cores} spinning processes got {free:.2f} cores' worth of CPU\n"
     )
     print("| env | implementation | processes | torch threads | steps/s | x 1 worker | x SB3 |")
     print("|---|---|---:|---|---:|---:|---:|")
