@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from renshu.core.policy import MASKED_LOGIT
+from renshu.core.policy import masked_logits
 
 
 class _ClippedSurrogate(torch.autograd.Function):
@@ -38,8 +38,7 @@ class _ClippedSurrogate(torch.autograd.Function):
         clip_coef, clip_vloss, ent_coef, vf_coef,
     ):  # fmt: skip
         n = logits.shape[0]
-        if mask is not None:
-            logits = logits.masked_fill(~mask, MASKED_LOGIT)
+        logits = masked_logits(logits, mask)
         logp = torch.log_softmax(logits, dim=-1)
         pi = logp.exp()
         pi_logp = pi * logp
