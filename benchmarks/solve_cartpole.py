@@ -110,21 +110,24 @@ def renshu_zoo_ppo() -> dict:
 
 
 def sb3_ppo_settings(variant: str) -> dict:
-    """SB3 PPO's settings: RL Zoo's (``zoo``), or RL Zoo's with the epochs and learning rate of
-    renshu's CartPole preset (``renshu``), which must otherwise equal RL Zoo's."""
+    """SB3 PPO's settings: RL Zoo's (``zoo``), or RL Zoo's with the env count, rollout length,
+    epochs and learning rate of renshu's CartPole preset (``renshu``; one minibatch of the
+    whole rollout, as in both), which must otherwise equal RL Zoo's."""
     hp = dict(ZOO_PPO_CARTPOLE)
     if variant == "renshu":
         from renshu.algos import PRESETS
 
         preset = PRESETS[("ppo", "cartpole")]
-        same = {
-            k: v for k, v in renshu_zoo_ppo().items() if k not in ("update_epochs", "learning_rate")
-        }
+        own = ("num_envs", "num_steps", "update_epochs", "learning_rate")
+        same = {k: v for k, v in renshu_zoo_ppo().items() if k not in own}
         differ = {k: (preset.get(k), v) for k, v in same.items() if preset.get(k) != v}
         if differ:
             raise SystemExit(
-                f"renshu's CartPole PPO preset differs from RL Zoo beyond epochs/lr: {differ}"
+                "renshu's CartPole PPO preset differs from RL Zoo beyond envs, steps, epochs "
+                f"and learning rate: {differ}"
             )
+        hp["n_envs"], hp["n_steps"] = preset["num_envs"], preset["num_steps"]
+        hp["batch_size"] = preset["num_envs"] * preset["num_steps"]  # one minibatch
         hp["n_epochs"] = preset["update_epochs"]
         hp["learning_rate"] = f"lin_{preset['learning_rate']:g}"
     return hp
@@ -239,7 +242,7 @@ def run_sb3(
     from stable_baselines3.common.evaluation import evaluate_policy
 
     torch.set_num_threads(threads)
-    n_envs = ZOO_PPO_CARTPOLE["n_envs"] if algo == "ppo" else 1
+    n_envs = sb3_ppo_settings(variant)["n_envs"] if algo == "ppo" else 1
     env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
     eval_env = make_vec_env("CartPole-v1", n_envs=eval_envs, seed=seed + 1_000_003)
 

@@ -123,7 +123,7 @@ def test_truncation_at_500_steps_through_the_registry():
     env.reset()
     # Put the cart back at rest, pole upright, before every step: only the step limit can end it.
     for t in range(1, 501):
-        env.state = CartPoleState(*(torch.zeros(2) for _ in range(4)))
+        env.state = CartPoleState(torch.zeros(2, 4))
         obs, reward, terminated, truncated, info = env.step(torch.tensor([0, 1]))
         if t < 500:
             assert not truncated.any() and not info["done"].any()

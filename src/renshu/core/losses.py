@@ -45,15 +45,16 @@ class _ClippedSurrogate(torch.autograd.Function):
         entropy = -pi_logp.sum(-1)
         logratio = logp.gather(1, actions.unsqueeze(1)).squeeze(1) - old_logprobs
         ratio = logratio.exp()
-        surrogate = -advantages * ratio
-        clipped = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-        pg_loss = torch.maximum(surrogate, clipped).mean()
+        neg_adv = -advantages
+        surrogate = neg_adv * ratio
+        clipped = neg_adv * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+        pg_terms = torch.maximum(surrogate, clipped)
         err = value - returns
         if clip_vloss:
             delta = value - old_values
             err_clipped = old_values + delta.clamp(-clip_coef, clip_coef) - returns
             sq, sq_clipped = err.square(), err_clipped.square()
-            v_loss = 0.5 * torch.maximum(sq, sq_clipped).mean()
+            v_terms = torch.maximum(sq, sq_clipped)
             err_clipped = torch.where(delta.abs() <= clip_coef, err_clipped, 0.0)
             d_value = torch.where(
                 sq > sq_clipped,
@@ -61,10 +62,15 @@ class _ClippedSurrogate(torch.autograd.Function):
                 torch.where(sq < sq_clipped, err_clipped, 0.5 * (err + err_clipped)),
             )
         else:
-            v_loss = 0.5 * err.square().mean()
+            v_terms = err.square()
             d_value = err
-        ent = entropy.mean()
-        loss = pg_loss - ent_coef * ent + vf_coef * v_loss
+        ratio_m1 = ratio - 1
+        clip_terms = (ratio_m1.abs() > clip_coef).to(ratio.dtype)
+        # Every statistic is a mean over the minibatch: one stacked mean.
+        stats = torch.stack([pg_terms, v_terms, entropy, ratio_m1 - logratio, clip_terms]).mean(1)
+        stats[1] *= 0.5  # L_V = 0.5 mean(...)
+        coefs = torch.tensor([1.0, vf_coef, -ent_coef, 0.0, 0.0], device=stats.device)
+        loss = stats.dot(coefs)
 
         # dL/dlogp[a]; where the two surrogate terms tie the clip is inactive (full gradient).
         g = torch.where(surrogate >= clipped, surrogate, 0.0) / n
@@ -75,10 +81,6 @@ class _ClippedSurrogate(torch.autograd.Function):
         if mask is not None:
             grad_logits.masked_fill_(~mask, 0.0)
         ctx.save_for_backward(grad_logits, d_value * (vf_coef / n))
-
-        approx_kl = ((ratio - 1) - logratio).mean()
-        clipfrac = ((ratio - 1).abs() > clip_coef).float().mean()
-        stats = torch.stack([pg_loss, v_loss, ent, approx_kl, clipfrac])
         ctx.mark_non_differentiable(stats)
         return loss, stats
 

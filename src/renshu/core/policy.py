@@ -6,7 +6,8 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from renshu.core.nets import layer_init, make_torso
+from renshu.core.nets import MLPTorso, layer_init, make_torso
+from renshu.core.twin_mlp import TwinMLPActorCritic
 
 # Logit given to illegal actions: far below any real logit, yet finite so that
 # probability * log-probability stays 0 (not NaN) in the entropy.
@@ -92,15 +93,19 @@ def build_actor_critic(
     """The sampling generator and the network of an on-policy algorithm, both from ``seed``.
 
     ``config`` has ``hidden``, ``activation`` and ``shared_torso``; ``feature_dim``: the size of
-    the encoder features the network takes (0: none).
+    the encoder features the network takes (0: none). Separate MLP torsos on a flat observation
+    become a :class:`~renshu.core.twin_mlp.TwinMLPActorCritic`: the same network (same
+    initialisation), run as one stacked network.
     """
     generator = torch.Generator(device=env.device).manual_seed(seed)
     torch.manual_seed(seed)  # network initialisation
     policy = ActorCritic(
         env.observation_space, env.num_actions, config.hidden, config.activation,
         config.shared_torso, feature_dim,
-    ).to(env.device)  # fmt: skip
-    return generator, policy
+    )  # fmt: skip
+    if not (config.shared_torso or feature_dim) and isinstance(policy.actor_torso, MLPTorso):
+        policy = TwinMLPActorCritic(policy)  # the same network, stacked (core/twin_mlp.py)
+    return generator, policy.to(env.device)
 
 
 def anneal_learning_rate(optimizer: torch.optim.Optimizer, config, progress: float) -> float:

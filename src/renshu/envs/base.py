@@ -150,8 +150,9 @@ def check_actions(
             f"got {tuple(actions.shape)}"
         )
     actions = actions.to(device=device, dtype=torch.int64)
-    bad = (actions < 0) | (actions >= num_actions)
-    if bool(bad.any()):
+    low, high = torch.aminmax(actions)  # one reduction, then one host sync
+    if low.item() < 0 or high.item() >= num_actions:
+        bad = (actions < 0) | (actions >= num_actions)
         i = int(bad.nonzero()[0, 0])
         raise ValueError(
             f"actions must lie in [0, {num_actions - 1}]; env {i} got {int(actions[i])}"

@@ -58,10 +58,26 @@ def _strict_bound(value: float, dtype: torch.dtype) -> float:
 
 @dataclass(frozen=True)
 class CartPoleState:
-    x: torch.Tensor  # [n] cart position (m)
-    x_dot: torch.Tensor  # [n] cart velocity (m/s)
-    theta: torch.Tensor  # [n] pole angle from upright (rad)
-    theta_dot: torch.Tensor  # [n] pole angular velocity (rad/s)
+    """``s [n, 4]``: rows ``(x, x_dot, theta, theta_dot)``; one tensor, so that a step updates
+    all four with one add and a reset or auto-reset writes whole rows."""
+
+    s: torch.Tensor
+
+    @property
+    def x(self) -> torch.Tensor:  # [n] cart position (m)
+        return self.s[:, 0]
+
+    @property
+    def x_dot(self) -> torch.Tensor:  # [n] cart velocity (m/s)
+        return self.s[:, 1]
+
+    @property
+    def theta(self) -> torch.Tensor:  # [n] pole angle from upright (rad)
+        return self.s[:, 2]
+
+    @property
+    def theta_dot(self) -> torch.Tensor:  # [n] pole angular velocity (rad/s)
+        return self.s[:, 3]
 
 
 class CartPole:
@@ -80,8 +96,13 @@ class CartPole:
             dtype=np.float32,
         )
         self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
-        self._x_bound = _strict_bound(X_THRESHOLD, dtype)
-        self._theta_bound = _strict_bound(THETA_THRESHOLD, dtype)
+        # |state| > bounds, column by column (velocities are unbounded).
+        self._bounds = torch.tensor(
+            [_strict_bound(X_THRESHOLD, dtype), math.inf, _strict_bound(THETA_THRESHOLD, dtype),
+             math.inf], dtype=dtype,
+        )  # fmt: skip
+        self._force = torch.tensor([-FORCE_MAG, FORCE_MAG], dtype=dtype)
+        self._constants = {}  # (bounds, force) per device
 
     def __repr__(self) -> str:
         return "CartPole()" if self.dtype == torch.float32 else f"CartPole(dtype={self.dtype})"
@@ -90,23 +111,24 @@ class CartPole:
 
     def init(self, n: int, generator: torch.Generator) -> CartPoleState:
         """``n`` states uniform in ``[-0.05, 0.05]^4``."""
+        # Drawn as [4, n] (the order the generator's numbers always had), stored as [n, 4].
         u = torch.rand(4, n, generator=generator, device=generator.device, dtype=self.dtype)
-        x, x_dot, theta, theta_dot = (u * (2 * RESET_BOUND) - RESET_BOUND).unbind(0)
-        return CartPoleState(x=x, x_dot=x_dot, theta=theta, theta_dot=theta_dot)
+        return CartPoleState((u * (2 * RESET_BOUND) - RESET_BOUND).T.contiguous())
 
     def from_observations(self, obs: torch.Tensor | np.ndarray) -> CartPoleState:
         """A state from ``[n, 4]`` rows ``(x, x_dot, theta, theta_dot)``, e.g. to fork a game."""
         t = torch.as_tensor(obs, dtype=self.dtype)
         if t.dim() != 2 or t.shape[1] != 4:
             raise ValueError(f"observations must have shape [n, 4], got {tuple(t.shape)}")
-        x, x_dot, theta, theta_dot = t.T.contiguous().unbind(0)
-        return CartPoleState(x=x, x_dot=x_dot, theta=theta, theta_dot=theta_dot)
+        return CartPoleState(t.contiguous())
 
     def step(
         self, state: CartPoleState, action: torch.Tensor, generator: torch.Generator
     ) -> tuple[CartPoleState, torch.Tensor, torch.Tensor]:
-        x, x_dot, theta, theta_dot = state.x, state.x_dot, state.theta, state.theta_dot
-        force = torch.where(action == 1, FORCE_MAG, -FORCE_MAG).to(x.dtype)
+        s = state.s
+        bounds, force_table = self._device_constants(s.device)
+        x, x_dot, theta, theta_dot = s.unbind(1)
+        force = force_table[action]
         costheta = torch.cos(theta)
         sintheta = torch.sin(theta)
         temp = (force + POLEMASS_LENGTH * theta_dot.square() * sintheta) / TOTAL_MASS
@@ -114,24 +136,23 @@ class CartPole:
             LENGTH * (4.0 / 3.0 - MASSPOLE * costheta.square() / TOTAL_MASS)
         )
         xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
-        new = CartPoleState(
-            x=x + TAU * x_dot,
-            x_dot=x_dot + TAU * xacc,
-            theta=theta + TAU * theta_dot,
-            theta_dot=theta_dot + TAU * thetaacc,
-        )
-        terminated = (new.x.abs() > self._x_bound) | (new.theta.abs() > self._theta_bound)
-        reward = torch.ones_like(x, dtype=torch.float32)
-        return new, reward, terminated
+        # Explicit Euler, as Gymnasium: x + tau * x_dot, x_dot + tau * xacc, ...
+        new = s + torch.stack([x_dot, xacc, theta_dot, thetaacc], dim=1) * TAU
+        terminated = (new.abs() > bounds).any(dim=1)
+        reward = torch.ones(s.shape[0], device=s.device)
+        return CartPoleState(new), reward, terminated
+
+    def _device_constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._constants:
+            self._constants[device] = (self._bounds.to(device), self._force.to(device))
+        return self._constants[device]
 
     def observe(self, state: CartPoleState) -> torch.Tensor:
         """float32 ``[n, 4]``: ``(x, x_dot, theta, theta_dot)``."""
-        return torch.stack([state.x, state.x_dot, state.theta, state.theta_dot], dim=1).to(
-            torch.float32
-        )
+        return state.s.to(torch.float32, copy=True)
 
     def legal_actions(self, state: CartPoleState) -> torch.Tensor:
-        return torch.ones(state.x.shape[0], 2, dtype=torch.bool, device=state.x.device)
+        return torch.ones(state.s.shape[0], 2, dtype=torch.bool, device=state.s.device)
 
     def episode_extras(self, state: CartPoleState) -> dict[str, torch.Tensor]:
         return {}
