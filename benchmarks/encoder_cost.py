@@ -2,8 +2,9 @@
 
 Both sides train Double DQN on the grid world with the same vision-language model — a tiny
 random LLaVA-NeXT built from a config and loaded from a folder (``renshu.encoders.tiny``), so
-that this runs offline on a CPU — and the same settings: 4 envs, one gradient step of batch 64
-per 4 env steps (the replay ratio of the Nature DQN, renshu's default batch size). The VLM reads
+that this runs offline on a CPU — and the same settings: N envs stepped together (``--envs``,
+by default 4 and then 16), one gradient step of batch 64 per 4 env steps (the replay ratio of
+the Nature DQN, renshu's default batch size), so N / 4 gradient steps per step of the envs. The VLM reads
 the grid world's 84x84 RGB frame of each state (``to_image``) with its default prompt, features
 = the last prompt token's hidden state; the Q-network is a 64x64 MLP branch on the one-hot cell
 next to the normalised features (``FeatureTorso``), so that the agent's own network is cheap
@@ -22,15 +23,24 @@ than this tiny one, so the ratios below are what the design saves at the least.)
   grid world has 11 distinct frames, so the model runs on each once.
 
 Each side first fills its buffer to ``learning_starts`` (not timed), then runs ``--updates``
-updates (4 env steps and one gradient step each) while the model's forward passes and frames
-are counted, split into acting (collection) and learning. Same process, same thread count; the
+updates (one step of the N envs and its N / 4 gradient steps each; the original runs
+``--updates / N`` of them, as they cost about N times more) while the model's forward passes and
+frames are counted, split into acting (collection) and learning.
+
+Why the env count moves the speed-up: both designs pay for the env step, the Q-network's
+gradient steps and one model call to act on the N frames, and the original also pays 16 model
+calls (128 frames, hf-vlm's ``batch_size`` of 8) per gradient step. With 4 envs renshu's
+update is one 4-frame model call plus one gradient step; with 16 envs it is one 16-frame call
+(two forward passes of 8) plus four gradient steps, so the fixed cost of a model call weighs
+less per env step on renshu's side, while the original's cost per env step stays 33 frames. Same process, same thread count; the
 timed rounds of the designs alternate (``--rounds``), so a busy machine slows them alike.
 
 ``--scale K`` makes both towers of the random model K times wider and deeper (``--scale 8``:
 12.8 M parameters), to show how the speed-up moves from the ratio of forward passes towards the
 ratio of frames as the model's per-frame work outgrows each call's fixed cost.
 
-    python benchmarks/encoder_cost.py                        # ~15 s, one CPU thread
+    python benchmarks/encoder_cost.py                        # 4 and 16 envs, ~25 s, one thread
+    python benchmarks/encoder_cost.py --envs 4,8,16          # three env counts
     python benchmarks/encoder_cost.py --scale 8              # ~2 minutes
     python benchmarks/encoder_cost.py --updates 20 --rounds 1   # quicker
 """
@@ -53,7 +63,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _common import cpu_model, fmt_rate, fmt_ratio, set_threads, version  # noqa: E402
 
-NUM_ENVS = 4
+ENV_STEPS_PER_GRADIENT_STEP = 4  # the Nature DQN's replay ratio
 BATCH = 64
 LEARNING_STARTS = 128
 HIDDEN = (64, 64)
@@ -89,6 +99,8 @@ class OriginalDQN:
     """Double DQN with the VLM inside the Q-network (see the module docstring)."""
 
     def __init__(self, env, vlm: CountingEncoder, seed: int = 0, lr: float = 1e-4):
+        self.num_envs = env.num_envs
+        self.gradient_steps = env.num_envs // ENV_STEPS_PER_GRADIENT_STEP
         from renshu.algos.dqn import QNetwork
         from renshu.core.buffers import ReplayBuffer
         from renshu.core.nets import adam
@@ -117,7 +129,7 @@ class OriginalDQN:
 
         self.vlm.phase = "act"
         greedy = self.q_values(self.q, self.obs).argmax(-1)
-        explore = torch.rand(NUM_ENVS, generator=self.generator) < self.epsilon
+        explore = torch.rand(self.num_envs, generator=self.generator) < self.epsilon
         action = torch.where(explore, random_legal_actions(self.mask, self.generator), greedy)
         obs, mask = self.obs, self.mask
         self.obs, reward, terminated, _, info = self.env.step(action)
@@ -142,14 +154,17 @@ class OriginalDQN:
 
     def update(self) -> None:
         self.env_step()
-        self.gradient_step()
+        for _ in range(self.gradient_steps):
+            self.gradient_step()
 
 
 def make_renshu(env, encoder, seed: int = 0):
     from renshu.algos.dqn import DQN, DQNConfig
 
+    num_envs = env.num_envs
     config = DQNConfig(
-        num_envs=NUM_ENVS, batch_size=BATCH, train_freq=NUM_ENVS, gradient_steps=1,
+        num_envs=num_envs, batch_size=BATCH, train_freq=num_envs,
+        gradient_steps=num_envs // ENV_STEPS_PER_GRADIENT_STEP,
         learning_starts=LEARNING_STARTS, buffer_size=20_000, hidden=HIDDEN,
         exploration_fraction=0.0, exploration_final_eps=0.1,
     )  # fmt: skip
@@ -176,8 +191,11 @@ def cell_frames(obs: torch.Tensor) -> list:
     return list(frames.permute(0, 2, 3, 1).numpy())
 
 
-def measure(name: str, algo, encoder: CountingEncoder, updates: int, rounds: int) -> dict:
-    """``rounds`` generator steps of ``updates`` updates each; counts and seconds summed."""
+def measure(
+    name: str, algo, encoder: CountingEncoder, updates: int, rounds: int, num_envs: int
+) -> dict:
+    """``rounds`` generator steps of ``updates`` updates (one step of the ``num_envs`` envs
+    and its gradient steps) each; counts and seconds summed."""
     encoder.reset_counts()
     seconds = 0.0
     for _ in range(rounds):
@@ -187,7 +205,8 @@ def measure(name: str, algo, encoder: CountingEncoder, updates: int, rounds: int
         seconds += time.perf_counter() - start
         yield
     updates *= rounds
-    env_steps, grad_steps = updates * NUM_ENVS, updates
+    env_steps = updates * num_envs
+    grad_steps = env_steps // ENV_STEPS_PER_GRADIENT_STEP
     act, learn = encoder.counts["act"], encoder.counts["learn"]
     yield {
         "design": name,
@@ -244,7 +263,7 @@ def main() -> int:
         "--updates",
         type=int,
         default=40,
-        help="timed updates of renshu per round (the original: a quarter)",
+        help="timed updates of renshu per round (the original: this / the env count)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1)")
@@ -254,8 +273,16 @@ def main() -> int:
         default=1,
         help="width and depth multiplier of the random LLaVA-NeXT (1: the test-suite's tiny one)",
     )
+    parser.add_argument(
+        "--envs",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[4, 16],
+        help="comma-separated env counts, each a multiple of 4 (default: 4,16)",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results")
     args = parser.parse_args()
+    if any(n < 1 or n % ENV_STEPS_PER_GRADIENT_STEP for n in args.envs):
+        parser.error(f"--envs: counts must be multiples of {ENV_STEPS_PER_GRADIENT_STEP}")
     cores = set_threads(args.threads)
 
     from renshu.encoders import make_encoder
@@ -264,47 +291,64 @@ def main() -> int:
 
     folder = save_tiny_llava_next(tempfile.mkdtemp(prefix="tiny-llava-next-"), scale=args.scale)
 
-    def env():
-        return make_env("gridworld", num_envs=NUM_ENVS, seed=0)
+    tables = []
+    for num_envs in args.envs:
 
-    def vlm(cache: int = 0) -> CountingEncoder:
-        encoder = make_encoder(
-            "hf-vlm", model=folder, device="cpu", cache=cache, to_image=cell_frames
+        def env(num_envs=num_envs):
+            return make_env("gridworld", num_envs=num_envs, seed=0)
+
+        def vlm(cache: int = 0) -> CountingEncoder:
+            encoder = make_encoder(
+                "hf-vlm", model=folder, device="cpu", cache=cache, to_image=cell_frames
+            )
+            return CountingEncoder(encoder)
+
+        enc = vlm()
+        params = sum(p.numel() for p in enc.inner.model.parameters())
+        original = OriginalDQN(env(), enc)
+        while len(original.buffer) < LEARNING_STARTS:  # fill the buffers (not timed)
+            original.env_step()
+        # The original's updates cost about num_envs times more: fewer of them per round.
+        runs = [measure("original (VLM in the Q-network)", original, enc,
+                        max(1, args.updates // num_envs), args.rounds, num_envs)]  # fmt: skip
+        for name, cache in (("renshu", 0), ("renshu + cache", 1000)):
+            enc = vlm(cache)
+            algo = make_renshu(env(), enc)
+            while algo.env_steps < LEARNING_STARTS:
+                algo.update()
+            runs.append(measure(name, algo, enc, args.updates, args.rounds, num_envs))
+        for _ in range(args.rounds):  # the timed rounds, alternating
+            for run in runs:
+                next(run)
+        rows = [next(run) for run in runs]
+        for row in rows:
+            row["num_envs"] = num_envs
+        tables.append(rows)
+
+        print(
+            f"# Encoder cost: DQN on gridworld, random LLaVA-NeXT (scale {args.scale}, "
+            f"{params / 1e6:.2f} M parameters) on its frames, {num_envs} envs, batch {BATCH}, "
+            f"1 gradient step per {ENV_STEPS_PER_GRADIENT_STEP} env steps"
         )
-        return CountingEncoder(encoder)
-
-    enc = vlm()
-    params = sum(p.numel() for p in enc.inner.model.parameters())
-    original = OriginalDQN(env(), enc)
-    while len(original.buffer) < LEARNING_STARTS:  # fill the buffers (not timed)
-        original.env_step()
-    runs = [measure("original (VLM in the Q-network)", original, enc,
-                    max(1, args.updates // 4), args.rounds)]  # fmt: skip
-    for name, cache in (("renshu", 0), ("renshu + cache", 1000)):
-        enc = vlm(cache)
-        algo = make_renshu(env(), enc)
-        while algo.env_steps < LEARNING_STARTS:
-            algo.update()
-        runs.append(measure(name, algo, enc, args.updates, args.rounds))
-    for _ in range(args.rounds):  # the timed rounds, alternating
-        for run in runs:
-            next(run)
-    rows = [next(run) for run in runs]
-
-    print(
-        f"# Encoder cost: DQN on gridworld, random LLaVA-NeXT (scale {args.scale}, "
-        f"{params / 1e6:.2f} M parameters) on its frames, {NUM_ENVS} envs, batch {BATCH}, "
-        f"1 gradient step per {NUM_ENVS} env steps"
-    )
-    print(
-        f"CPU: {cpu_model()} ({torch.get_num_threads()} torch threads, cores {cores}); "
-        f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {version('transformers')}\n"
-    )
-    print(table(rows))
+        print(
+            f"CPU: {cpu_model()} ({torch.get_num_threads()} torch threads, cores {cores}); "
+            f"python {platform.python_version()}, torch {torch.__version__}, "
+            f"transformers {version('transformers')}\n"
+        )
+        print(table(rows), flush=True)
+        print()
+    if len(tables) > 1:
+        print("| envs | renshu vs original, env steps/s | renshu + cache vs original |")
+        print("|---:|---:|---:|")
+        for rows in tables:
+            base = rows[0]["env_steps_per_second"]
+            print(
+                f"| {rows[0]['num_envs']} | {fmt_ratio(rows[1]['env_steps_per_second'] / base)} "
+                f"| {fmt_ratio(rows[2]['env_steps_per_second'] / base)} |"
+            )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump([row for rows in tables for row in rows], f, indent=2)
     return 0
 
 

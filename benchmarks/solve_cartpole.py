@@ -7,7 +7,8 @@ evaluations, up to the first one that passes; both sides follow the same rule:
 * ``renshu PPO`` / ``renshu A2C``: ``start_run(RunSpec(algo, env="cartpole", seed=s,
   steps=MAX, target_return=475, eval_every=E, eval_episodes=100, animation=False, threads=T))``
   with the algorithm's CartPole preset (``renshu.algos.PRESETS``; PPO's is RL Zoo's settings
-  with 10 epochs instead of 20 at a learning rate of 2e-3 instead of 1e-3).
+  with 16 envs x 16 steps instead of 8 x 32 and 7 epochs instead of 20 at a learning rate of
+  3e-3 instead of 1e-3).
   ``renshu PPO, RL Zoo's settings`` (``--algos ppo-zoo``) runs RL Zoo's values exactly.
   Seconds and steps are the run summary's ``target_reached_seconds`` /
   ``target_reached_steps`` (the runner's clock starts after the agent and envs are built).
@@ -21,8 +22,9 @@ evaluations, up to the first one that passes; both sides follow the same rule:
   ``evaluate_policy(model, eval_env, n_eval_episodes=100, deterministic=True)`` on a separate
   vec env each time the step count crosses a multiple of E -- after a whole rollout *and* its
   update, exactly where renshu's runner evaluates -- and stops ``learn()`` once the mean is
-  >= 475. ``SB3 PPO, renshu's settings`` runs RL Zoo's values with the epochs and learning
-  rate of renshu's preset, so that each renshu PPO row also has an SB3 row with the same
+  >= 475. ``SB3 PPO, renshu's settings`` runs RL Zoo's values with the env count, rollout
+  length, epochs and learning rate of renshu's preset (one minibatch of the whole rollout, as
+  in both), so that each renshu PPO row also has an SB3 row with the same
   hyperparameters (the last column of the summary). Its clock starts in
   ``on_training_start`` (model and envs built, envs reset) and stops when the passing
   evaluation returns. The eval vec env has ``--sb3-eval-envs`` envs

@@ -150,7 +150,8 @@ class TwinMLPActorCritic(nn.Module):
 
         weights = []
         for a, c in zip(actor[:-1], critic[:-1]):
-            weights += [torch.stack([a.weight.T, c.weight.T]), torch.stack([a.bias, c.bias])[:, None]]
+            weights.append(torch.stack([a.weight.T, c.weight.T]))  # [2, in, out]
+            weights.append(torch.stack([a.bias, c.bias])[:, None])  # [2, 1, out]
         weights += [actor[-1].weight.T, actor[-1].bias, critic[-1].weight.T, critic[-1].bias]
         self.layout = _Layout(
             tuple(tuple(w.shape) for w in weights),
