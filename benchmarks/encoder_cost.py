@@ -4,12 +4,13 @@ Both sides train Double DQN on the grid world with the same vision-language mode
 random LLaVA-NeXT built from a config and loaded from a folder (``renshu.encoders.tiny``), so
 that this runs offline on a CPU — and the same settings: N envs stepped together (``--envs``,
 by default 4 and then 16), one gradient step of batch 64 per 4 env steps (the replay ratio of
-the Nature DQN, renshu's default batch size), so N / 4 gradient steps per step of the envs. The VLM reads
-the grid world's 84x84 RGB frame of each state (``to_image``) with its default prompt, features
-= the last prompt token's hidden state; the Q-network is a 64x64 MLP branch on the one-hot cell
-next to the normalised features (``FeatureTorso``), so that the agent's own network is cheap
-and the table shows what the VLM costs. (A real 7B VLM costs thousands of times more per frame
-than this tiny one, so the ratios below are what the design saves at the least.)
+the Nature DQN, renshu's default batch size), so N / 4 gradient steps per step of the envs. The
+VLM reads the grid world's 84x84 RGB frame of each state (``to_image``) with its default
+prompt, features = the last prompt token's hidden state; the Q-network is a 64x64 MLP branch on
+the one-hot cell next to the normalised features (``FeatureTorso``), so that the agent's own
+network is cheap and the table shows what the VLM costs. (A real 7B VLM costs thousands of
+times more per frame than this tiny one, so the ratios below are what the design saves at the
+least.)
 
 * ``original``: the VLM sits inside the Q-network, as in the experiment people gave up on: the
   network runs it on the observation to act at every env step, and every gradient step runs it
@@ -32,8 +33,10 @@ gradient steps and one model call to act on the N frames, and the original also 
 calls (128 frames, hf-vlm's ``batch_size`` of 8) per gradient step. With 4 envs renshu's
 update is one 4-frame model call plus one gradient step; with 16 envs it is one 16-frame call
 (two forward passes of 8) plus four gradient steps, so the fixed cost of a model call weighs
-less per env step on renshu's side, while the original's cost per env step stays 33 frames. Same process, same thread count; the
-timed rounds of the designs alternate (``--rounds``), so a busy machine slows them alike.
+less per env step on renshu's side, while the original's cost per env step stays 33 frames.
+
+Same process, same thread count; the timed rounds of the designs alternate (``--rounds``), so a
+busy machine slows them alike.
 
 ``--scale K`` makes both towers of the random model K times wider and deeper (``--scale 8``:
 12.8 M parameters), to show how the speed-up moves from the ratio of forward passes towards the

@@ -11,7 +11,11 @@ with ``r = pi(a|s) / pi_old(a|s)``, optional value clipping, gradient-norm clipp
 learning-rate annealing and an optional early stop when the approximate KL exceeds ``target_kl``.
 Illegal actions (``info["action_mask"]``) get a logit of -1e8, so they are never sampled and
 carry no gradient. ``L`` is computed by :func:`renshu.core.losses.ppo_loss`, one autograd node
-whose gradient is written in closed form (tested against the plain autograd version).
+whose gradient is written in closed form (tested against the plain autograd version). With the
+stacked actor-critic of vector observations (:class:`~renshu.core.twin_mlp.TwinMLPActorCritic`)
+no autograd graph is built at all: the loss's gradient with respect to the network's outputs
+(:func:`~renshu.core.losses.ppo_loss_and_grad`) goes straight into the network's closed-form
+backward pass, the same arithmetic without the graph's bookkeeping.
 
 With an ``encoder`` (a frozen pretrained model, :mod:`renshu.encoders`), the collector computes
 its features once per env step and keeps them (float16) in the rollout; actor and critic take
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from renshu.config import check, check_network
-from renshu.core.losses import ppo_loss
+from renshu.core.losses import ppo_loss, ppo_loss_and_grad
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
@@ -40,6 +44,7 @@ from renshu.core.policy import (
 )
 from renshu.core.returns import gae, normalize
 from renshu.core.rollout import RolloutCollector, encode_features
+from renshu.core.twin_mlp import TwinMLPActorCritic
 from renshu.encoders.base import Encoder, stateless
 
 
@@ -176,26 +181,38 @@ class PPO:
         sums = torch.zeros(5, device=self.device)  # pg, v, entropy, kl, clipfrac
         skipped = torch.zeros((), device=self.device)  # steps skipped for a non-finite loss
         epochs = steps = 0
+        # One minibatch is the whole rollout, whose mean loss is the same in any order, and
+        # whose normalised advantages are the same every epoch.
+        whole = cfg.num_minibatches == 1
+        if whole and cfg.norm_adv:
+            b_adv = normalize(b_adv)
+        # The stacked actor-critic takes its outputs' gradient directly (no autograd graph).
+        direct = isinstance(self.policy, TwinMLPActorCritic) and b_features is None
         for _ in range(cfg.update_epochs):
             epochs += 1
-            # One minibatch is the whole rollout, whose mean loss is the same in any order.
             perm = None
-            if cfg.num_minibatches > 1:
+            if not whole:
                 perm = torch.randperm(batch, generator=self.generator, device=self.device)
             kl_epoch = torch.zeros((), device=self.device)
             for start in range(0, batch, mb_size):
                 idx = slice(None) if perm is None else perm[start : start + mb_size]
-                logits, value = self.policy(
-                    b_obs[idx], None if b_features is None else b_features[idx]
-                )
-                adv = normalize(b_adv[idx]) if cfg.norm_adv else b_adv[idx]
+                adv = normalize(b_adv[idx]) if cfg.norm_adv and not whole else b_adv[idx]
                 mask = None if b_masks is None else b_masks[idx]
-                loss, stats = ppo_loss(
-                    logits, value, mask, b_actions[idx], b_logprobs[idx], adv, b_values[idx],
-                    b_returns[idx], cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
+                args = (
+                    mask, b_actions[idx], b_logprobs[idx], adv, b_values[idx], b_returns[idx],
+                    cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
                 )  # fmt: skip
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if direct:
+                    logits, value, saved = self.policy.forward_for_grad(b_obs[idx])
+                    loss, stats, grad_logits, grad_value = ppo_loss_and_grad(logits, value, *args)
+                    self.policy.set_grad(saved, grad_logits, grad_value)
+                else:
+                    logits, value = self.policy(
+                        b_obs[idx], None if b_features is None else b_features[idx]
+                    )
+                    loss, stats = ppo_loss(logits, value, *args)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
                 skipped += guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
                 kl_epoch = stats[3]
                 sums += stats

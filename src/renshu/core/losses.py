@@ -31,56 +31,80 @@ import torch
 from renshu.core.policy import masked_logits
 
 
+def ppo_loss_and_grad(
+    logits: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    actions: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    clip_coef: float,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, stats, dL/dlogits, dL/dvalue)`` with no autograd graph: what :func:`ppo_loss`
+    computes, for a network that takes its outputs' gradient directly
+    (:meth:`~renshu.core.twin_mlp.TwinMLPActorCritic.backward`). Arguments as there."""
+    n = logits.shape[0]
+    logits = masked_logits(logits, mask)
+    logp = torch.log_softmax(logits, dim=-1)
+    pi = logp.exp()
+    pi_logp = pi * logp
+    entropy = -pi_logp.sum(-1)
+    logratio = logp.gather(1, actions.unsqueeze(1)).squeeze(1) - old_logprobs
+    ratio = logratio.exp()
+    neg_adv = -advantages
+    surrogate = neg_adv * ratio
+    clipped = neg_adv * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    pg_terms = torch.maximum(surrogate, clipped)
+    err = value - returns
+    if clip_vloss:
+        delta = value - old_values
+        err_clipped = old_values + delta.clamp(-clip_coef, clip_coef) - returns
+        sq, sq_clipped = err.square(), err_clipped.square()
+        v_terms = torch.maximum(sq, sq_clipped)
+        err_clipped = torch.where(delta.abs() <= clip_coef, err_clipped, 0.0)
+        d_value = torch.where(
+            sq > sq_clipped,
+            err,
+            torch.where(sq < sq_clipped, err_clipped, 0.5 * (err + err_clipped)),
+        )
+    else:
+        v_terms = err.square()
+        d_value = err
+    ratio_m1 = ratio - 1
+    clip_terms = (ratio_m1.abs() > clip_coef).to(ratio.dtype)
+    # Every statistic is a mean over the minibatch: one stacked mean.
+    stats = torch.stack([pg_terms, v_terms, entropy, ratio_m1 - logratio, clip_terms]).mean(1)
+    stats[1] *= 0.5  # L_V = 0.5 mean(...)
+    coefs = torch.tensor([1.0, vf_coef, -ent_coef, 0.0, 0.0], device=stats.device)
+    loss = stats.dot(coefs)
+
+    # dL/dlogp[a]; where the two surrogate terms tie the clip is inactive (full gradient).
+    g = torch.where(surrogate >= clipped, surrogate, 0.0) / n
+    grad_logits = -g.unsqueeze(1) * pi
+    grad_logits.scatter_add_(1, actions.unsqueeze(1), g.unsqueeze(1))
+    if ent_coef:
+        grad_logits += (ent_coef / n) * (pi_logp + pi * entropy.unsqueeze(1))
+    if mask is not None:
+        grad_logits.masked_fill_(~mask, 0.0)
+    return loss, stats, grad_logits, d_value * (vf_coef / n)
+
+
 class _ClippedSurrogate(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx, logits, value, mask, actions, old_logprobs, advantages, old_values, returns,
         clip_coef, clip_vloss, ent_coef, vf_coef,
     ):  # fmt: skip
-        n = logits.shape[0]
-        logits = masked_logits(logits, mask)
-        logp = torch.log_softmax(logits, dim=-1)
-        pi = logp.exp()
-        pi_logp = pi * logp
-        entropy = -pi_logp.sum(-1)
-        logratio = logp.gather(1, actions.unsqueeze(1)).squeeze(1) - old_logprobs
-        ratio = logratio.exp()
-        neg_adv = -advantages
-        surrogate = neg_adv * ratio
-        clipped = neg_adv * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-        pg_terms = torch.maximum(surrogate, clipped)
-        err = value - returns
-        if clip_vloss:
-            delta = value - old_values
-            err_clipped = old_values + delta.clamp(-clip_coef, clip_coef) - returns
-            sq, sq_clipped = err.square(), err_clipped.square()
-            v_terms = torch.maximum(sq, sq_clipped)
-            err_clipped = torch.where(delta.abs() <= clip_coef, err_clipped, 0.0)
-            d_value = torch.where(
-                sq > sq_clipped,
-                err,
-                torch.where(sq < sq_clipped, err_clipped, 0.5 * (err + err_clipped)),
-            )
-        else:
-            v_terms = err.square()
-            d_value = err
-        ratio_m1 = ratio - 1
-        clip_terms = (ratio_m1.abs() > clip_coef).to(ratio.dtype)
-        # Every statistic is a mean over the minibatch: one stacked mean.
-        stats = torch.stack([pg_terms, v_terms, entropy, ratio_m1 - logratio, clip_terms]).mean(1)
-        stats[1] *= 0.5  # L_V = 0.5 mean(...)
-        coefs = torch.tensor([1.0, vf_coef, -ent_coef, 0.0, 0.0], device=stats.device)
-        loss = stats.dot(coefs)
-
-        # dL/dlogp[a]; where the two surrogate terms tie the clip is inactive (full gradient).
-        g = torch.where(surrogate >= clipped, surrogate, 0.0) / n
-        grad_logits = -g.unsqueeze(1) * pi
-        grad_logits.scatter_add_(1, actions.unsqueeze(1), g.unsqueeze(1))
-        if ent_coef:
-            grad_logits += (ent_coef / n) * (pi_logp + pi * entropy.unsqueeze(1))
-        if mask is not None:
-            grad_logits.masked_fill_(~mask, 0.0)
-        ctx.save_for_backward(grad_logits, d_value * (vf_coef / n))
+        loss, stats, grad_logits, grad_value = ppo_loss_and_grad(
+            logits, value, mask, actions, old_logprobs, advantages, old_values, returns,
+            clip_coef, clip_vloss, ent_coef, vf_coef,
+        )  # fmt: skip
+        ctx.save_for_backward(grad_logits, grad_value)
         ctx.mark_non_differentiable(stats)
         return loss, stats
 

@@ -59,8 +59,7 @@ def gae(
     advantages = torch.empty_like(values)
     last = torch.zeros_like(next_value)
     for t in range(T - 1, -1, -1):
-        last = deltas[t] + carry[t] * last
-        advantages[t] = last
+        last = torch.addcmul(deltas[t], carry[t], last, out=advantages[t])
     return advantages, advantages + values
 
 

@@ -49,30 +49,28 @@ def _views(flat: torch.Tensor, layout: _Layout):
 
 
 class _Weights:
-    """The layout, the views of the flat parameter (made once per storage: the optimizer and
-    ``load_state_dict`` write into it in place) and a gradient buffer with its views, reused by
-    every backward pass. Splitting a tensor into a dozen views costs more than a 64-unit
-    layer's matmul on a CPU, so it is not redone every call."""
+    """The layout, and views of the flat parameter and of gradient buffers, made once per
+    storage (the optimizer and ``load_state_dict`` write into the parameter in place): splitting
+    a tensor into a dozen views costs more than a 64-unit layer's matmul on a CPU."""
 
     def __init__(self, layout: _Layout):
         self.layout = layout
-        self._key = None
-        self._views = None
-        self._grad = None
-        self._grad_views = None
+        self._views: dict = {}
+        self._grad = None  # the autograd path's reused gradient buffer
 
     def views(self, flat: torch.Tensor):
-        # The cached views hold the storage, so an address cannot be reused while cached.
+        # The cached views hold their storage, so an address cannot be reused while cached.
         key = (flat.data_ptr(), flat.dtype, flat.device)
-        if key != self._key:
-            self._key, self._views = key, _views(flat, self.layout)
-        return self._views
+        if key not in self._views:
+            if len(self._views) >= 4:  # parameter, gradients, an old copy: no more
+                self._views.clear()
+            self._views[key] = _views(flat, self.layout)
+        return self._views[key]
 
-    def grad_buffer(self, flat: torch.Tensor):
+    def grad_buffer(self, flat: torch.Tensor) -> torch.Tensor:
         if self._grad is None or (self._grad.dtype, self._grad.device) != (flat.dtype, flat.device):
             self._grad = torch.empty_like(flat)
-            self._grad_views = _views(self._grad, self.layout)
-        return self._grad, self._grad_views
+        return self._grad
 
 
 def _forward(obs: torch.Tensor, flat: torch.Tensor, weights: _Weights):
@@ -103,31 +101,37 @@ class _TwinMLP(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logits, grad_value):
         flat, *acts = ctx.saved_tensors
-        weights = ctx.weights
-        relu = weights.layout.relu
-        hidden, (wa, _), (wc, _) = weights.views(flat)
-        grad, (g_hidden, (g_wa, g_ba), (g_wc, g_bc)) = weights.grad_buffer(flat)
-        grad_value = grad_value.unsqueeze(1)
-        top = acts[-1]
-        torch.mm(top[0].T, grad_logits, out=g_wa)
-        torch.sum(grad_logits, 0, out=g_ba)
-        torch.mm(top[1].T, grad_value, out=g_wc)
-        torch.sum(grad_value, 0, out=g_bc)
-        g_h = torch.empty_like(top)
-        torch.mm(grad_logits, wa.T, out=g_h[0])
-        torch.mm(grad_value, wc.T, out=g_h[1])
-        for i in range(len(hidden) - 1, -1, -1):
-            (w, _), (g_w, g_b), h_in, h_out = hidden[i], g_hidden[i], acts[i], acts[i + 1]
-            if relu:
-                g_z = g_h.masked_fill_(h_out <= 0, 0.0)
-            else:
-                g_z = torch.ops.aten.tanh_backward(g_h, h_out)
-            torch.bmm(h_in.transpose(1, 2), g_z, out=g_w)
-            torch.sum(g_z, 1, keepdim=True, out=g_b)
-            if i:
-                g_h = torch.bmm(g_z, w.transpose(1, 2))
+        grad = ctx.weights.grad_buffer(flat)
+        _backward(flat, acts, ctx.weights, grad_logits, grad_value, out=grad)
         # A copy: the buffer is rewritten by the next backward, possibly of the same graph.
         return None, grad.clone(), None
+
+
+def _backward(flat, acts, weights: _Weights, grad_logits, grad_value, out: torch.Tensor) -> None:
+    """Write the gradient with respect to ``flat`` into ``out``, given the gradients with
+    respect to logits ``[B, A]`` and value ``[B]`` and the forward pass's activations."""
+    relu = weights.layout.relu
+    hidden, (wa, _), (wc, _) = weights.views(flat)
+    g_hidden, (g_wa, g_ba), (g_wc, g_bc) = weights.views(out)
+    grad_value = grad_value.unsqueeze(1)
+    top = acts[-1]
+    torch.mm(top[0].T, grad_logits, out=g_wa)
+    torch.sum(grad_logits, 0, out=g_ba)
+    torch.mm(top[1].T, grad_value, out=g_wc)
+    torch.sum(grad_value, 0, out=g_bc)
+    g_h = torch.empty_like(top)
+    torch.mm(grad_logits, wa.T, out=g_h[0])
+    torch.mm(grad_value, wc.T, out=g_h[1])
+    for i in range(len(hidden) - 1, -1, -1):
+        (w, _), (g_w, g_b), h_in, h_out = hidden[i], g_hidden[i], acts[i], acts[i + 1]
+        if relu:
+            g_z = g_h.masked_fill_(h_out <= 0, 0.0)
+        else:
+            g_z = torch.ops.aten.tanh_backward(g_h, h_out)
+        torch.bmm(h_in.transpose(1, 2), g_z, out=g_w)
+        torch.sum(g_z, 1, keepdim=True, out=g_b)
+        if i:
+            g_h = torch.bmm(g_z, w.transpose(1, 2))
 
 
 class TwinMLPActorCritic(nn.Module):
@@ -176,6 +180,24 @@ class TwinMLPActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self(obs, features)[1]
+
+    # -- the gradient without autograd (PPO's learning step) ---------------------------------
+
+    def forward_for_grad(self, obs: torch.Tensor):
+        """``(logits, value, saved)`` without recording an autograd graph; pass ``saved`` and
+        the loss's gradients with respect to logits and value to :meth:`set_grad`."""
+        flat = self.flat.detach()
+        logits, value, acts = _forward(obs, flat, self._weights)
+        return logits, value, (flat, acts)
+
+    def set_grad(self, saved, grad_logits: torch.Tensor, grad_value: torch.Tensor) -> None:
+        """Set (not accumulate) ``flat.grad`` to the gradient of a loss with the given output
+        gradients: what ``backward`` leaves after ``zero_grad``, without autograd's bookkeeping
+        (about a quarter of a PPO gradient step on a CPU)."""
+        flat, acts = saved
+        if self.flat.grad is None:
+            self.flat.grad = torch.empty_like(self.flat)
+        _backward(flat, acts, self._weights, grad_logits, grad_value, out=self.flat.grad)
 
     def logits(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self(obs, features)[0]
