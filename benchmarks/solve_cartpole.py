@@ -7,8 +7,8 @@ evaluations, up to the first one that passes; both sides follow the same rule:
 * ``renshu PPO`` / ``renshu A2C``: ``start_run(RunSpec(algo, env="cartpole", seed=s,
   steps=MAX, target_return=475, eval_every=E, eval_episodes=100, animation=False, threads=T))``
   with the algorithm's CartPole preset (``renshu.algos.PRESETS``; PPO's is RL Zoo's settings
-  with 16 envs x 16 steps instead of 8 x 32 and 7 epochs instead of 20 at a learning rate of
-  3e-3 instead of 1e-3).
+  with 16 envs x 16 steps instead of 8 x 32, 7 epochs instead of 20 at a learning rate of
+  3e-3 instead of 1e-3, and GAE lambda 0.95 instead of 0.8).
   ``renshu PPO, RL Zoo's settings`` (``--algos ppo-zoo``) runs RL Zoo's values exactly.
   Seconds and steps are the run summary's ``target_reached_seconds`` /
   ``target_reached_steps`` (the runner's clock starts after the agent and envs are built).
@@ -23,8 +23,8 @@ evaluations, up to the first one that passes; both sides follow the same rule:
   vec env each time the step count crosses a multiple of E -- after a whole rollout *and* its
   update, exactly where renshu's runner evaluates -- and stops ``learn()`` once the mean is
   >= 475. ``SB3 PPO, renshu's settings`` runs RL Zoo's values with the env count, rollout
-  length, epochs and learning rate of renshu's preset (one minibatch of the whole rollout, as
-  in both), so that each renshu PPO row also has an SB3 row with the same
+  length, epochs, learning rate and GAE lambda of renshu's preset (one minibatch of the
+  whole rollout, as in both), so that each renshu PPO row also has an SB3 row with the same
   hyperparameters (the last column of the summary). Its clock starts in
   ``on_training_start`` (model and envs built, envs reset) and stops when the passing
   evaluation returns. The eval vec env has ``--sb3-eval-envs`` envs
@@ -113,24 +113,24 @@ def renshu_zoo_ppo() -> dict:
 
 def sb3_ppo_settings(variant: str) -> dict:
     """SB3 PPO's settings: RL Zoo's (``zoo``), or RL Zoo's with the env count, rollout length,
-    epochs and learning rate of renshu's CartPole preset (``renshu``; one minibatch of the
-    whole rollout, as in both), which must otherwise equal RL Zoo's."""
+    epochs, learning rate and GAE lambda of renshu's CartPole preset (``renshu``; one minibatch
+    of the whole rollout, as in both), which must otherwise equal RL Zoo's."""
     hp = dict(ZOO_PPO_CARTPOLE)
     if variant == "renshu":
         from renshu.algos import PRESETS
 
         preset = PRESETS[("ppo", "cartpole")]
-        own = ("num_envs", "num_steps", "update_epochs", "learning_rate")
+        own = ("num_envs", "num_steps", "update_epochs", "learning_rate", "gae_lambda")
         same = {k: v for k, v in renshu_zoo_ppo().items() if k not in own}
         differ = {k: (preset.get(k), v) for k, v in same.items() if preset.get(k) != v}
         if differ:
             raise SystemExit(
-                "renshu's CartPole PPO preset differs from RL Zoo beyond envs, steps, epochs "
-                f"and learning rate: {differ}"
+                "renshu's CartPole PPO preset differs from RL Zoo beyond envs, steps, epochs, "
+                f"learning rate and GAE lambda: {differ}"
             )
         hp["n_envs"], hp["n_steps"] = preset["num_envs"], preset["num_steps"]
         hp["batch_size"] = preset["num_envs"] * preset["num_steps"]  # one minibatch
-        hp["n_epochs"] = preset["update_epochs"]
+        hp["n_epochs"], hp["gae_lambda"] = preset["update_epochs"], preset["gae_lambda"]
         hp["learning_rate"] = f"lin_{preset['learning_rate']:g}"
     return hp
 

@@ -175,3 +175,47 @@ def test_ppo_update_without_autograd_equals_the_autograd_path(monkeypatch, minib
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7)
     initial = PPO(make_env("cartpole", num_envs=4, seed=0), config, seed=0).policy.flat
     assert (direct_flat - initial.detach()).abs().max() > 1e-3  # the updates did move them
+
+
+def test_state_saved_from_actor_critic_loads_and_training_continues_the_same():
+    """Runs saved before the twin existed kept ActorCritic's parameters and a 12-parameter
+    Adam state: both convert, and the next Adam step matches the one ActorCritic would take."""
+    from renshu.core.twin_mlp import twin_optimizer_state
+
+    reference, _ = _pair(hidden=(16, 8))
+    ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    obs = torch.randn(32, 4)
+
+    def loss_of(net):
+        logits, value = net(obs)
+        return logits.square().mean() + (value - 1).square().mean()
+
+    for _ in range(3):
+        ref_opt.zero_grad()
+        loss_of(reference).backward()
+        ref_opt.step()
+
+    _, twin = _pair(hidden=(16, 8), seed=7)  # other weights, about to be replaced
+    opt = FusedAdam(twin.parameters(), lr=1e-2)
+    twin.load_state_dict(reference.state_dict())
+    opt.load_state_dict(twin_optimizer_state(ref_opt.state_dict()))
+    torch.testing.assert_close(twin.logits(obs), reference.logits(obs))
+    assert float(opt.state[twin.flat]["step"]) == 3
+
+    ref_opt.zero_grad()
+    loss_of(reference).backward()
+    ref_opt.step()
+    loss_of(twin).backward()
+    opt.step()
+    torch.testing.assert_close(twin.flat.detach(), TwinMLPActorCritic(reference).flat.detach())
+
+
+def test_cartpole_env_state_saved_as_four_fields_loads():
+    env = make_env("cartpole", num_envs=3, seed=0)
+    env.reset(seed=1)
+    saved = env.state_dict()
+    s = saved["state"].pop("s")
+    saved["state"].update(x=s[:, 0], x_dot=s[:, 1], theta=s[:, 2], theta_dot=s[:, 3])
+    other = make_env("cartpole", num_envs=3, seed=5)
+    other.load_state_dict(saved)
+    assert torch.equal(other.state.s, s)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from renshu.core.nets import MLPTorso, layer_init, make_torso
-from renshu.core.twin_mlp import TwinMLPActorCritic
+from renshu.core.twin_mlp import TwinMLPActorCritic, twin_optimizer_state
 
 # Logit given to illegal actions: far below any real logit, yet finite so that
 # probability * log-probability stays 0 (not NaN) in the entropy.
@@ -157,7 +157,10 @@ def on_policy_state(algo) -> dict:
 
 def load_on_policy_state(algo, state: dict) -> None:
     algo.policy.load_state_dict(state["policy"])
-    algo.optimizer.load_state_dict(state["optimizer"])
+    optimizer = state["optimizer"]
+    if isinstance(algo.policy, TwinMLPActorCritic):  # also takes runs saved before the twin
+        optimizer = twin_optimizer_state(optimizer)
+    algo.optimizer.load_state_dict(optimizer)
     algo.generator.set_state(state["generator"])
     algo.collector.load_state_dict(state["collector"])
     algo.env_steps = int(state["env_steps"])

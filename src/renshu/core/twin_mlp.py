@@ -152,11 +152,8 @@ class TwinMLPActorCritic(nn.Module):
         if shapes != [tuple(m.weight.shape) for m in critic[:-1]]:
             raise ValueError("actor and critic torsos must have the same layer sizes")
 
-        weights = []
-        for a, c in zip(actor[:-1], critic[:-1]):
-            weights.append(torch.stack([a.weight.T, c.weight.T]))  # [2, in, out]
-            weights.append(torch.stack([a.bias, c.bias])[:, None])  # [2, 1, out]
-        weights += [actor[-1].weight.T, actor[-1].bias, critic[-1].weight.T, critic[-1].bias]
+        in_order = actor[:-1] + critic[:-1] + [actor[-1], critic[-1]]  # parameters() order
+        weights = _stacked([t for m in in_order for t in (m.weight, m.bias)])
         self.layout = _Layout(
             tuple(tuple(w.shape) for w in weights),
             tuple(w.numel() for w in weights),
@@ -164,6 +161,7 @@ class TwinMLPActorCritic(nn.Module):
         )
         self.flat = nn.Parameter(torch.cat([w.detach().reshape(-1) for w in weights]))
         self._weights = _Weights(self.layout)
+        self._register_load_state_dict_pre_hook(_load_actor_critic_state)
         self.num_actions = actor[-1].weight.shape[0]
         self.shared = False
         self.feature_dim = 0
@@ -201,6 +199,66 @@ class TwinMLPActorCritic(nn.Module):
 
     def logits(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self(obs, features)[0]
+
+
+def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """ActorCritic's parameters in its ``parameters()`` order (actor torso W, b per layer,
+    critic torso likewise, then the actor head's W, b and the critic head's W, b; or anything
+    shaped like them, such as Adam's moments) as the twin's pieces, in the flat order."""
+    layers = (len(tensors) - 4) // 4
+    actor, critic = tensors[: 2 * layers], tensors[2 * layers : 4 * layers]
+    pieces = []
+    for i in range(0, 2 * layers, 2):
+        pieces.append(torch.stack([actor[i].T, critic[i].T]))  # [2, in, out]
+        pieces.append(torch.stack([actor[i + 1], critic[i + 1]])[:, None])  # [2, 1, out]
+    wa, ba, wc, bc = tensors[4 * layers :]
+    return pieces + [wa.T, ba, wc.T, bc]
+
+
+def flat_from_actor_critic(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One flat tensor in the twin's layout from tensors shaped like ActorCritic's parameters,
+    in their order (see :func:`_stacked`)."""
+    return torch.cat([t.detach().reshape(-1) for t in _stacked(tensors)])
+
+
+def _actor_critic_keys(state_dict, prefix: str) -> list[str] | None:
+    """ActorCritic's parameter names in a state dict, in ``parameters()`` order, or None."""
+    keys = []
+    for part in ("actor_torso.body.", "critic_torso.body."):
+        found = [k for k in state_dict if k.startswith(prefix + part)]
+        keys += sorted(found, key=lambda k: (int(k.split(".")[-2]), k.endswith("bias") - 1))
+    heads = [prefix + f"{h}_head.{t}" for h in ("actor", "critic") for t in ("weight", "bias")]
+    if not all(k in state_dict for k in heads) or len(keys) % 4:
+        return None
+    return keys + heads
+
+
+def _load_actor_critic_state(state_dict, prefix, *_args) -> None:
+    """Load hook: a state dict saved from ActorCritic (runs made before the twin existed) is
+    converted to the flat parameter in place."""
+    if prefix + "flat" in state_dict:
+        return
+    keys = _actor_critic_keys(state_dict, prefix)
+    if keys is not None:
+        state_dict[prefix + "flat"] = flat_from_actor_critic([state_dict.pop(k) for k in keys])
+
+
+def twin_optimizer_state(state: dict) -> dict:
+    """An Adam ``state_dict`` saved for ActorCritic's twelve-or-so parameters, converted to the
+    twin's one flat parameter (moments in the flat layout); any other state unchanged."""
+    groups = state.get("param_groups", [])
+    if len(groups) != 1 or len(groups[0]["params"]) < 8 or len(groups[0]["params"]) % 4:
+        return state
+    ids = groups[0]["params"]
+    per_param = [state["state"].get(i) for i in ids]
+    new_state = {}
+    if all(per_param):
+        new_state[0] = {
+            "step": torch.as_tensor(per_param[0]["step"]).clone(),
+            "exp_avg": flat_from_actor_critic([p["exp_avg"] for p in per_param]),
+            "exp_avg_sq": flat_from_actor_critic([p["exp_avg_sq"] for p in per_param]),
+        }
+    return {"state": new_state, "param_groups": [dict(groups[0], params=[0])]}
 
 
 def _is_linear(m: nn.Module) -> bool:

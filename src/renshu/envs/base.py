@@ -377,6 +377,8 @@ class FunctionalEnv:
         if saved != self.num_envs:
             raise ValueError(f"env state is for {saved} envs, this env has {self.num_envs}")
         fields = {k: v.to(self.device) for k, v in d["state"].items()}
+        if hasattr(self.game, "upgrade_state_fields"):  # a game whose state layout changed
+            fields = self.game.upgrade_state_fields(fields)
         self.state = dataclasses.replace(self.state, **fields)
         self.episode_return = d["episode_return"].to(self.device)
         self.episode_length = d["episode_length"].to(self.device)
