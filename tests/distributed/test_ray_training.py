@@ -8,6 +8,7 @@ import torch
 
 pytest.importorskip("ray")
 
+from renshu.algos import PRESETS  # noqa: E402
 from renshu.distributed import RayEnv, WorkerPool, attach  # noqa: E402
 from renshu.envs.registry import make_env  # noqa: E402
 from renshu.runner.checkpoint import load_checkpoint  # noqa: E402
@@ -130,13 +131,15 @@ def _spec(seed: int, steps: int, **kw) -> RunSpec:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ppo_two_workers_solves_cartpole(tmp_path, seed):
     """Bar (the local PPO test's): mean return >= 475 over 100 greedy evaluation episodes,
-    for each of 3 seeds, with the rollouts collected by 2 Ray workers (4 envs each)."""
+    for each of 3 seeds, with the rollouts collected by 2 Ray workers (half the preset's envs
+    each)."""
     run_dir, summary = start_run(_spec(seed, 150_000), {}, run_dir=tmp_path / "run", progress=False)
     assert summary["target_reached_steps"] is not None, summary["last_eval"]
     assert summary["last_eval"]["episodes"] == 100
     assert summary["last_eval"]["mean_return"] >= 475.0
     log = (run_dir / "log.txt").read_text()
-    assert "ray backend: 2 workers" in log and "envs per worker [4, 4]" in log
+    half = PRESETS[("ppo", "cartpole")]["num_envs"] // 2
+    assert "ray backend: 2 workers" in log and f"envs per worker [{half}, {half}]" in log
 
 
 def test_killed_workers_are_replaced_and_training_completes(tmp_path, monkeypatch):

@@ -25,6 +25,8 @@ eval_episodes = 20
 [config]
 num_envs = 8
 num_steps = 32
+update_epochs = 10
+gae_lambda = 0.8
 
 [params]
 learning_rate = [1e-3, 1e-4]
