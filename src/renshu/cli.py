@@ -271,7 +271,9 @@ def _print_summary(run_dir, summary: dict) -> None:
             print("stopped before the first update finished: no checkpoint to resume from")
     else:
         print(
-            f"run directory: {run_dir} (learning_curve.png, episode.gif, metrics.csv, checkpoints/)"
+            f"run directory: {run_dir} (learning_curve.png, "
+            + ("episode.gif, " if os.path.isfile(os.path.join(run_dir, "episode.gif")) else "")
+            + "metrics.csv, checkpoints/)"
         )
         print(f"TensorBoard:   tensorboard --logdir {run_dir}/tensorboard")
 

@@ -434,3 +434,63 @@ def test_resume_missing_or_checkpointless_run(small_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--resume", small_run)
     assert_clear_error(code, err, "not a valid renshu run config")
     assert os.listdir(small_run)  # nothing was deleted
+
+
+def _needs_pygame_env():
+    import gymnasium
+    import numpy as np
+
+    class NeedsPygame(gymnasium.Env):
+        metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+        observation_space = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
+        action_space = gymnasium.spaces.Discrete(2)
+
+        def __init__(self, render_mode=None):
+            self.render_mode = render_mode
+            self.t = 0
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.zeros(2, np.float32), 1.0, self.t >= 5, False, {}
+
+        def render(self):
+            raise gymnasium.error.DependencyNotInstalled(
+                'pygame is not installed, run `pip install "gymnasium[classic-control]"`'
+            )
+
+    return NeedsPygame
+
+
+@pytest.fixture
+def needs_pygame_env_id():
+    import gymnasium
+
+    env_id = "renshu-test/NeedsPygame-v0"
+    gymnasium.register(id=env_id, entry_point=_needs_pygame_env(), max_episode_steps=5)
+    yield env_id
+    del gymnasium.registry[env_id]
+
+
+def test_missing_renderer_skips_the_gif_with_the_package_to_install(
+    needs_pygame_env_id, tmp_path, capsys
+):
+    """Training finishes (summary, plot, checkpoint) and says which package the GIF needs;
+    ``record`` refuses with the same message instead of a traceback."""
+    spec = RunSpec(algo="ppo", env=needs_pygame_env_id, steps=256, eval_every=256,
+                   eval_episodes=2, animation=True)  # fmt: skip
+    overrides = dict(num_envs=2, num_steps=64, hidden=[8])
+    run_dir, summary = start_run(spec, overrides, run_dir=tmp_path / "run", progress=False)
+    assert summary["env_steps"] == 256
+    assert (run_dir / "learning_curve.png").exists() and not (run_dir / "episode.gif").exists()
+    err = capsys.readouterr().err
+    assert "episode.gif skipped" in err and 'pip install "gymnasium[classic-control]"' in err
+
+    code, _, err = run_cli(capsys, "record", run_dir, "--out", tmp_path / "x.gif")
+    assert code == 2
+    assert f"recording {needs_pygame_env_id} needs its renderer" in err and "pygame" in err
+    assert not (tmp_path / "x.gif").exists()

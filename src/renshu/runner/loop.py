@@ -443,7 +443,10 @@ class Trainer:
         if self.spec.animation:
             from renshu.runner.record import record_episode
 
-            record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
+            try:
+                record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
+            except ImportError as e:  # a Gymnasium env whose renderer needs an extra package
+                print(f"episode.gif skipped: {e}", file=sys.stderr)
 
 
 def _write_json(path: Path, data: dict) -> None:

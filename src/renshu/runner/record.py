@@ -120,6 +120,11 @@ def _frames_gym(
 
     env = gym.make(env_id, render_mode="rgb_array")
     obs, _ = env.reset(seed=seed)
+    try:
+        env.render()
+    except gym.error.DependencyNotInstalled as e:
+        env.close()
+        raise ImportError(f"recording {env_id} needs its renderer: {e}") from None
     n = env.action_space.n
     shots, total, step, done = [], 0.0, 0, False
     while step < max_steps and not done:
