@@ -80,8 +80,7 @@ def ppo_loss_and_grad(
     # Every statistic is a mean over the minibatch: one stacked mean.
     stats = torch.stack([pg_terms, v_terms, entropy, ratio_m1 - logratio, clip_terms]).mean(1)
     stats[1] *= 0.5  # L_V = 0.5 mean(...)
-    coefs = torch.tensor([1.0, vf_coef, -ent_coef, 0.0, 0.0], device=stats.device)
-    loss = stats.dot(coefs)
+    loss = stats[0] + vf_coef * stats[1] - ent_coef * stats[2]
 
     # dL/dlogp[a]; where the two surrogate terms tie the clip is inactive (full gradient).
     g = torch.where(surrogate >= clipped, surrogate, 0.0) / n

@@ -150,8 +150,8 @@ def check_actions(
             f"got {tuple(actions.shape)}"
         )
     actions = actions.to(device=device, dtype=torch.int64)
-    low, high = torch.aminmax(actions)  # one reduction, then one host sync
-    if low.item() < 0 or high.item() >= num_actions:
+    low, high = torch.stack(torch.aminmax(actions)).tolist()  # one reduction, one host sync
+    if low < 0 or high >= num_actions:
         bad = (actions < 0) | (actions >= num_actions)
         i = int(bad.nonzero()[0, 0])
         raise ValueError(
