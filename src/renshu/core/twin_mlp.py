@@ -12,9 +12,10 @@ so a forward pass is two ops per layer instead of four plus two modules' call ov
 weights live in one flat parameter, and :class:`_TwinMLP` computes the backward pass in closed
 form, writing every weight's gradient straight into its slice of one flat gradient: autograd
 records one node for the whole network, and Adam, gradient clipping and ``zero_grad`` each see
-one tensor instead of twelve. On a CPU, where a 64-unit network's minibatch costs little more
-than the per-op overhead, that makes a PPO gradient step several times cheaper
-(``benchmarks/solve_cartpole.py``).
+one tensor instead of twelve. PPO skips autograd altogether (``forward_for_grad`` and
+``set_grad``). On a CPU, where a 64-unit
+network's minibatch costs little more than the per-op overhead, a PPO gradient step on 256
+samples went from about 1.55 ms to 0.95 ms (``benchmarks/solve_cartpole.py``).
 
 It is built from an :class:`ActorCritic` (same initialisation, same outputs;
 ``tests/unit/test_twin_mlp.py`` checks outputs and every gradient against it) and behaves like
@@ -162,9 +163,6 @@ class TwinMLPActorCritic(nn.Module):
         self.flat = nn.Parameter(torch.cat([w.detach().reshape(-1) for w in weights]))
         self._weights = _Weights(self.layout)
         self._register_load_state_dict_pre_hook(_load_actor_critic_state)
-        self.num_actions = actor[-1].weight.shape[0]
-        self.shared = False
-        self.feature_dim = 0
 
     def forward(
         self, obs: torch.Tensor, features: torch.Tensor | None = None
