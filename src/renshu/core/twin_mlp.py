@@ -6,16 +6,16 @@ any Gymnasium vector env) is two independent MLPs of the same shape::
     actor:  obs -> Linear -> act -> ... -> Linear -> act -> Linear(A)  = logits
     critic: obs -> Linear -> act -> ... -> Linear -> act -> Linear(1)  = value
 
-:class:`TwinMLPActorCritic` is exactly that network with its weights stacked: the hidden layers of
-the two MLPs are one ``[2, in, out]`` tensor each and run as one batched matmul (``baddbmm``),
-so a forward pass is two ops per layer instead of four plus two modules' call overhead. All
-weights live in one flat parameter, and :class:`_TwinMLP` computes the backward pass in closed
-form, writing every weight's gradient straight into its slice of one flat gradient: autograd
-records one node for the whole network, and Adam, gradient clipping and ``zero_grad`` each see
-one tensor instead of twelve. PPO skips autograd altogether (``forward_for_grad`` and
-``set_grad``). On a CPU, where a 64-unit
-network's minibatch costs little more than the per-op overhead, a PPO gradient step on 256
-samples went from about 1.55 ms to 0.95 ms (``benchmarks/solve_cartpole.py``).
+:class:`TwinMLPActorCritic` is exactly that network with its weights stacked: the hidden layers
+of the two MLPs are one ``[2, in, out]`` tensor each and run as one batched matmul
+(``baddbmm``), so a forward pass is two ops per layer instead of four plus two modules' call
+overhead. All weights live in one flat parameter, and :class:`_TwinMLP` computes the backward
+pass in closed form, writing every weight's gradient straight into its slice of one flat
+gradient: autograd records one node for the whole network, and Adam, gradient clipping and
+``zero_grad`` each see one tensor instead of twelve. PPO skips autograd altogether
+(``forward_for_grad`` and ``set_grad``). On a CPU, where a 64-unit network's minibatch costs
+little more than the per-op overhead, a PPO gradient step on 256 samples went from about 1.55 ms
+to 0.95 ms (``benchmarks/solve_cartpole.py``).
 
 It is built from an :class:`ActorCritic` (same initialisation, same outputs;
 ``tests/unit/test_twin_mlp.py`` checks outputs and every gradient against it) and behaves like
