@@ -249,6 +249,22 @@ def move(b: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return moved, reward
 
 
+def afterstates(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All four moves of boards ``[...]`` at once (no spawn): the afterstates ``[..., 4]``
+    (int64, in action order), their merge rewards (float32) and which moves are legal (bool:
+    the move changes the board). One table lookup per row of the board and of its transpose."""
+    shape = b.shape
+    b = b.reshape(-1)
+    t = transpose(b)
+    src = torch.stack([b, b, t, t], dim=1).view(-1)
+    right = torch.tensor([0, 1, 0, 1], dtype=torch.int64, device=b.device).repeat(b.shape[0])
+    moved, reward = _slide(src, right, _tables(b.device))
+    moved = moved.view(-1, 4)
+    legal = moved != src.view(-1, 4)
+    after = torch.cat([moved[:, :2], transpose(moved[:, 2:])], dim=1)
+    return after.view(*shape, 4), reward.view(*shape, 4), legal.view(*shape, 4)
+
+
 def board_from_exponents(exponents: torch.Tensor | np.ndarray | list) -> torch.Tensor:
     """``[..., 4, 4]`` exponents -> int64 boards ``[...]``."""
     e = torch.as_tensor(exponents, dtype=torch.int64)

@@ -1,0 +1,784 @@
+"""N-tuple networks for 2048 as pure batched functions: tuple sets, symmetric boards, table
+indices, values, the TD update and expectimax search.
+
+An n-tuple network values a board (an afterstate: the board after a move, before the new tile)
+as a sum of table weights. Each tuple is a fixed list of cells; the exponents on those cells,
+read as the digits of a base-16 number, index that tuple's table. The network is shared over
+the board's 8 symmetries (rotations and reflections), so
+
+    V(b) = sum over tuples j and symmetries g of LUT_j[index_j(g b)]
+
+is the same for every symmetric image of ``b``. All tables live in one flat float32 tensor (the
+tuple's offset added to its index), so a batch of boards needs one gather and an update one
+scatter.
+
+Boards are the engine's packed int64 (:mod:`renshu.envs.game2048`): cell ``4 r + c`` in the
+nibble at bit ``4 (4 r + c)``. Symmetries are bit operations on whole boards; a tuple's index
+takes one shift and mask per run of consecutive cells (the tuple ``0 1 2 3 4 5`` is the low 24
+bits of the board).
+
+Lookups are laid out tuple-major: lookup ``k = 8 j + s`` is tuple ``j`` on symmetry ``s``, and a
+value is the sum of its lookups in that order, one after another. The numba kernels below add
+in the same order and scatter in the same order as :func:`torch.Tensor.index_add_` on the CPU,
+so the fast path and the torch path give bit-identical tables (tested).
+
+Two paths, chosen once by the caller (:func:`make_backend`): plain torch (any device; CUDA) and,
+on the CPU when numba is installed, compiled kernels that do a board's four moves, its
+``4 x 8 x tuples`` lookups and its update in one pass instead of dozens of passes over memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from renshu.envs.game2048 import _numpy_tables, afterstates, transpose
+
+# ---------------------------------------------------------------------------------------------
+# Tuple sets.
+
+TUPLE_SETS: dict[str, tuple[tuple[int, ...], ...]] = {
+    # Wu, Yeh, Liang, Chang & Chiang 2014 (also TDL2048+'s 4x6patt): two straight-ish 6-cell
+    # lines and two 2x3 rectangles.
+    "4x6": ((0, 1, 2, 3, 4, 5), (4, 5, 6, 7, 8, 9), (0, 1, 2, 4, 5, 6), (4, 5, 6, 8, 9, 10)),
+    # Szubert & Jaskowski 2014: the outer and the inner row, and two 2x3 rectangles.
+    "2x4+2x6": ((0, 1, 2, 3), (4, 5, 6, 7), (0, 1, 2, 4, 5, 6), (4, 5, 6, 8, 9, 10)),
+    # Matsuzaki 2016's eight 6-tuples (TDL2048+'s 8x6patt).
+    "8x6": (
+        (0, 1, 2, 4, 5, 6),
+        (4, 5, 6, 7, 8, 9),
+        (0, 1, 2, 3, 4, 5),
+        (2, 3, 4, 5, 6, 9),
+        (0, 1, 2, 5, 9, 10),
+        (3, 4, 5, 6, 7, 8),
+        (1, 3, 4, 5, 6, 7),
+        (0, 1, 4, 8, 9, 10),
+    ),
+}
+NUM_SYMMETRIES = 8
+MAX_TUPLE_CELLS = 8
+
+
+def parse_tuples(spec: str | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """A tuple set from its name (``4x6``, ``2x4+2x6``, ``8x6``), from cell lists, or from a
+    string of cell lists (``"0,1,2,3;4,5,6,7"``: tuples separated by ``;``). Cells are 0-15,
+    row-major; a tuple has 1-8 distinct cells. Raises ValueError naming what is wrong."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text in TUPLE_SETS:
+            return TUPLE_SETS[text]
+        if not any(ch.isdigit() for ch in text) or "x" in text:
+            raise ValueError(
+                f"unknown tuple set {spec!r}; valid names: {', '.join(TUPLE_SETS)}, or cell "
+                "lists such as '0,1,2,3,4,5;4,5,6,7,8,9' (cells 0-15, row-major)"
+            )
+        try:
+            spec = [[int(c) for c in part.replace(",", " ").split()] for part in text.split(";")]
+        except ValueError:
+            raise ValueError(
+                f"tuples {spec!r}: cell lists are whole numbers separated by ',' or spaces, "
+                f"tuples separated by ';'; or one of the names {', '.join(TUPLE_SETS)}"
+            ) from None
+    tuples = []
+    for i, cells in enumerate(spec):
+        cells = tuple(cells)
+        if not 1 <= len(cells) <= MAX_TUPLE_CELLS:
+            raise ValueError(
+                f"tuple {i} {list(cells)}: a tuple has 1 to {MAX_TUPLE_CELLS} cells, "
+                f"got {len(cells)}"
+            )
+        bad = [
+            c for c in cells if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= 15
+        ]
+        if bad:
+            raise ValueError(f"tuple {i} {list(cells)}: cells must be 0-15 (row-major), got {bad}")
+        if len(set(cells)) != len(cells):
+            repeated = sorted({c for c in cells if cells.count(c) > 1})
+            raise ValueError(
+                f"tuple {i} {list(cells)}: cells must not repeat, got {repeated} twice"
+            )
+        tuples.append(cells)
+    if not tuples:
+        raise ValueError("a tuple set needs at least one tuple")
+    return tuple(tuples)
+
+
+@dataclass(frozen=True)
+class TupleLayout:
+    """Where each tuple's table sits in the flat table, and how its index is read.
+
+    ``segments[j]`` lists ``(shift_in, mask, shift_out)`` per run of consecutive cells of tuple
+    ``j``: ``index_j(b) = OR of ((b >> shift_in) & mask) << shift_out``."""
+
+    tuples: tuple[tuple[int, ...], ...]
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    segments: tuple[tuple[tuple[int, int, int], ...], ...]
+    stages: int = 1
+
+    @property
+    def num_tuples(self) -> int:
+        return len(self.tuples)
+
+    @property
+    def num_lookups(self) -> int:
+        """Lookups per board value: tuples x 8 symmetries."""
+        return NUM_SYMMETRIES * len(self.tuples)
+
+    @property
+    def entries(self) -> int:
+        """float32 weights in one table set."""
+        return sum(self.sizes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all table sets."""
+        return 4 * self.entries * self.stages
+
+    def describe(self) -> str:
+        cells = "+".join(str(len(t)) for t in self.tuples)
+        stage = f" x {self.stages} stages" if self.stages > 1 else ""
+        return (
+            f"{self.num_tuples} tuples ({cells} cells) x 8 symmetries, {self.entries:,} "
+            f"float32 weights{stage} = {format_bytes(self.nbytes)}"
+        )
+
+
+def layout(tuples: Sequence[Sequence[int]], stages: int = 1) -> TupleLayout:
+    """The :class:`TupleLayout` of a validated tuple set (see :func:`parse_tuples`)."""
+    tuples = parse_tuples(tuples)
+    sizes = tuple(16 ** len(t) for t in tuples)
+    offsets = tuple(int(x) for x in np.cumsum((0,) + sizes[:-1]))
+    segments = []
+    for cells in tuples:
+        runs: list[list[int]] = []  # [first cell, first digit, length]
+        for k, c in enumerate(cells):
+            if runs and c == runs[-1][0] + runs[-1][2]:
+                runs[-1][2] += 1
+            else:
+                runs.append([c, k, 1])
+        segments.append(tuple((4 * c, (1 << (4 * n)) - 1, 4 * k) for c, k, n in runs))
+    return TupleLayout(tuple(tuples), offsets, sizes, tuple(segments), stages)
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} B"
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes that can be allocated now on ``device`` (CPU: the kernel's MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: let the allocation decide
+
+
+def allocate_tables(
+    lay: TupleLayout, device: torch.device, init: float = 0.0, counts: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The flat float32 table of every stage (``[stages * entries]``, each weight ``init``) and,
+    with ``counts``, the int32 zeros of the same size that averaged updates use (see
+    :func:`td_update`). Refuses before allocating when they do not fit in the free memory."""
+    need = lay.nbytes * (2 if counts else 1)
+    free = free_memory(device)
+    if need > free:
+        what = lay.describe() + (", and as many int32 update counts" if counts else "")
+        raise ValueError(
+            f"the n-tuple tables need {format_bytes(need)} ({what}) but only "
+            f"{format_bytes(free)} is free on {device}; use fewer or shorter tuples "
+            f"(e.g. tuples='4x6': 256 MiB of weights) or fewer stages"
+        )
+    n = lay.stages * lay.entries
+    lut = torch.full((n,), float(init), dtype=torch.float32, device=device)
+    return lut, torch.zeros(n, dtype=torch.int32, device=device) if counts else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Symmetries and indices (torch, any device). Boards are int64 tensors of any shape.
+
+_ROW_MASKS = (0x000F000F000F000F, 0x00F000F000F000F0)
+
+
+def flip_lr(b: torch.Tensor) -> torch.Tensor:
+    """Mirror every row (cell ``(r, c)`` <-> ``(r, 3 - c)``)."""
+    m0, m1 = _ROW_MASKS
+    # Masks after right shifts: int64 shifts are arithmetic.
+    return ((b & m0) << 12) | ((b & m1) << 4) | ((b >> 4) & m1) | ((b >> 12) & m0)
+
+
+def flip_ud(b: torch.Tensor) -> torch.Tensor:
+    """Reverse the rows (cell ``(r, c)`` <-> ``(3 - r, c)``)."""
+    return (
+        (b << 48)
+        | ((b << 16) & 0x0000FFFF00000000)
+        | ((b >> 16) & 0x00000000FFFF0000)
+        | ((b >> 48) & 0xFFFF)
+    )
+
+
+def symmetries(b: torch.Tensor) -> torch.Tensor:
+    """The 8 symmetric images ``[8, *b.shape]``: identity, mirror, flip, rotation by 180, then
+    the same four of the transpose."""
+    t = transpose(b)
+    ub, ut = flip_ud(b), flip_ud(t)
+    return torch.stack([b, flip_lr(b), ub, flip_lr(ub), t, flip_lr(t), ut, flip_lr(ut)])
+
+
+def tuple_indices(b: torch.Tensor, lay: TupleLayout, stage: torch.Tensor | None = None):
+    """Flat table indices ``[tuples * 8, *b.shape]`` of boards ``b`` (lookup ``8 j + s``:
+    tuple ``j`` on symmetry ``s``); ``stage`` (int64 like ``b``) picks each board's table set."""
+    sym = symmetries(b)
+    parts = []
+    for offset, segs in zip(lay.offsets, lay.segments):
+        idx = None
+        for shift_in, mask, shift_out in segs:
+            part = (sym >> shift_in) & mask
+            if shift_out:
+                part = part << shift_out
+            idx = part if idx is None else idx | part
+        parts.append(idx + offset if offset else idx)
+    idx = torch.cat(parts)  # [T * 8, ...]
+    if stage is not None and lay.stages > 1:
+        idx = idx + stage * lay.entries
+    return idx
+
+
+def lookup_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``sum_k lut[idx[k]]`` over the first dimension, added in order of ``k``."""
+    g = lut.index_select(0, idx.reshape(-1)).view(idx.shape)
+    v = g[0].clone()
+    for k in range(1, g.shape[0]):
+        v += g[k]
+    return v
+
+
+def values(
+    lut: torch.Tensor, b: torch.Tensor, lay: TupleLayout, stage: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``V(b)`` (float32, shape of ``b``): the sum of the tables over tuples and symmetries."""
+    return lookup_sum(lut, tuple_indices(b, lay, stage))
+
+
+def td_update(
+    lut: torch.Tensor,
+    b: torch.Tensor,
+    target: torch.Tensor,
+    rate: float,
+    lay: TupleLayout,
+    stage: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    counts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Move ``V(b)`` toward ``target`` for a batch of boards ``[U]``: every lookup of board ``i``
+    gets ``rate * (target_i - V(b_i)) / lookups`` (``rate`` is the step on V itself).
+
+    All errors use the tables as they were before the call, and the updates are added with an
+    accumulating scatter (on the CPU in lookup-major order: tuple, symmetry, then board).
+    Without ``counts``, updates of the same weight from different boards (or from two
+    symmetries of one board) **add up**, as the gradient of the summed squared errors does.
+    With ``counts`` (int32 zeros shaped like ``lut``; left zero again), each of them is divided
+    by the number of updates that weight gets in this call: colliding updates are **averaged**,
+    so a weight shared by many boards moves as far as one board would move it. ``weight``
+    (float ``[U]``, e.g. 0 or 1) scales each board's update. Returns the TD errors
+    ``target - V(b)``."""
+    idx = tuple_indices(b, lay, stage)
+    delta = target - lookup_sum(lut, idx)
+    step = delta * float(np.float32(rate / lay.num_lookups))
+    if weight is not None:
+        step = step * weight
+    flat = idx.reshape(-1)
+    step = step.expand(idx.shape).reshape(-1)
+    if counts is not None:
+        counts.index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+        step = step / counts.index_select(0, flat).to(torch.float32)
+        counts.index_fill_(0, flat, 0)
+    lut.index_add_(0, flat, step)
+    return delta
+
+
+def action_values(
+    lut: torch.Tensor, b: torch.Tensor, lay: TupleLayout, stage_tile: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For boards ``[M]``: each move's ``r + V(afterstate)`` (``-inf`` where illegal), the
+    afterstates, their rewards and ``V`` (0 where illegal), all ``[M, 4]``."""
+    after, reward, legal = afterstates(b)
+    stage = None if stage_tile is None else board_stage(after, stage_tile)
+    v = values(lut, after, lay, stage).masked_fill_(~legal, 0.0)
+    q = (reward + v).masked_fill_(~legal, -math.inf)
+    return q, after, reward, v
+
+
+def best_moves(q, after, reward, v) -> tuple[torch.Tensor, ...]:
+    """The greedy move of each board from :func:`action_values`' output: (action, afterstate,
+    reward, V), each ``[M]``; the first best move on ties, move 0 where none is legal."""
+    action = q.argmax(1, keepdim=True)
+    pick = [x.gather(1, action).view(-1) for x in (after, reward, v)]
+    return (action.view(-1), *pick)
+
+
+def board_stage(b: torch.Tensor, tile_exponent: int) -> torch.Tensor:
+    """0 for boards without a tile of exponent ``>= tile_exponent``, else 1 (int64)."""
+    hit = torch.zeros_like(b, dtype=torch.bool)
+    for cell in range(16):
+        hit |= ((b >> (4 * cell)) & 0xF) >= tile_exponent
+    return hit.to(torch.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Expectimax (torch; the leaf evaluation may be the numba kernel). Depth 1 is the greedy
+# afterstate choice; each further level is an expectation over every empty cell of every
+# afterstate x {2: 0.9, 4: 0.1}, then the best move. Whole levels of the tree are tensors; the
+# only Python recursion is over depth.
+
+TILE_PROBS = ((1, 0.9), (2, 0.1))
+
+QFunction = Callable[[torch.Tensor], torch.Tensor]
+"""boards ``[M]`` -> ``r + V(afterstate)`` per move ``[M, 4]`` (``-inf`` where illegal)."""
+
+
+def children(after: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every board a new tile can make from afterstates ``[K]``: ``(parent [C], board [C],
+    weight [C])``, weight = P(tile) / empty cells (float32)."""
+    cells = torch.arange(16, device=after.device)
+    nib = (after.unsqueeze(1) >> (4 * cells)) & 0xF  # [K, 16]
+    empty = nib == 0
+    count = empty.sum(1)
+    parent, cell = empty.nonzero(as_tuple=True)
+    base = after[parent]
+    shift = 4 * cell
+    boards, weights, parents = [], [], []
+    for tile, p in TILE_PROBS:
+        boards.append(base | (tile << shift))
+        weights.append(p / count[parent].to(torch.float32))
+        parents.append(parent)
+    return torch.cat(parents), torch.cat(boards), torch.cat(weights)
+
+
+def _chance(after, prob, depth, q_fn, value_fn, cutoff):
+    """Expected value of afterstates ``[K]`` reached with probability ``prob``, searched
+    ``depth`` plies deep (1: the network's value)."""
+    if depth <= 1:
+        return value_fn(after)
+    out = torch.zeros(after.shape, dtype=torch.float32, device=after.device)
+    deep = torch.ones_like(after, dtype=torch.bool) if cutoff <= 0 else prob >= cutoff
+    if cutoff > 0 and not bool(deep.all()):
+        shallow = (~deep).nonzero().squeeze(1)
+        out[shallow] = value_fn(after[shallow])
+        keep = deep.nonzero().squeeze(1)
+        out[keep] = _chance(after[keep], prob[keep], depth, q_fn, value_fn, cutoff)
+        return out
+    parent, boards, weight = children(after)
+    best = _max_node(boards, prob[parent] * weight, depth - 1, q_fn, value_fn, cutoff)
+    return out.index_add_(0, parent, best * weight)
+
+
+def _max_node(boards, prob, depth, q_fn, value_fn, cutoff):
+    """max over moves of ``r + E[...]`` for boards ``[C]``; 0 where no move is legal."""
+    q = _root_q(boards, prob, depth, q_fn, value_fn, cutoff)
+    best = q.max(1).values
+    return torch.where(torch.isinf(best), torch.zeros_like(best), best)
+
+
+def _root_q(boards, prob, depth, q_fn, value_fn, cutoff):
+    if depth <= 1:
+        return q_fn(boards)
+    after, reward, legal = afterstates(boards)
+    m = boards.shape[0]
+    flat = legal.view(-1).nonzero().squeeze(1)
+    q = torch.full((m * 4,), -math.inf, dtype=torch.float32, device=boards.device)
+    a = after.view(-1)[flat]
+    p = prob.repeat_interleave(4)[flat]
+    q[flat] = reward.view(-1)[flat] + _chance(a, p, depth, q_fn, value_fn, cutoff)
+    return q.view(m, 4)
+
+
+def expectimax_q(
+    boards: torch.Tensor,
+    depth: int,
+    q_fn: QFunction,
+    value_fn: Callable[[torch.Tensor], torch.Tensor],
+    cutoff: float = 0.0,
+    max_nodes: int = 1 << 21,
+) -> torch.Tensor:
+    """Each move's expectimax value ``[M, 4]`` (``-inf`` where illegal) of boards ``[M]``.
+
+    ``depth`` 1: ``r + V(afterstate)``; depth 2: ``r + E_tile[max_b r_b + V(after_b)]`` over
+    every empty cell x {2 (0.9), 4 (0.1)}; deeper likewise. ``cutoff`` > 0 evaluates a chance
+    node reached with probability below it by ``V`` instead of expanding it. Boards are searched
+    in chunks of at most ``max_nodes`` leaf boards (memory)."""
+    if depth < 1:
+        raise ValueError(f"search depth must be >= 1, got {depth}")
+    m = boards.shape[0]
+    if m == 0:
+        return torch.empty((0, 4), dtype=torch.float32, device=boards.device)
+    per_board = 4 * (4 * 32) ** (depth - 1)
+    chunk = max(1, max_nodes // per_board)
+    out = []
+    for start in range(0, m, chunk):
+        b = boards[start : start + chunk]
+        prob = torch.ones(b.shape, dtype=torch.float32, device=b.device)
+        out.append(_root_q(b, prob, depth, q_fn, value_fn, cutoff))
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends: the torch path (any device) and the numba path (CPU), one interface.
+
+
+@dataclass
+class Backend:
+    """The three operations learning and play need, bound to one table layout.
+
+    ``q(lut, boards)`` -> (q, after, reward, v) as :func:`action_values`;
+    ``best(lut, boards)`` -> the greedy move's (action, afterstate, reward, V) as
+    :func:`best_moves`; ``value(lut, boards)`` -> V; ``update(lut, boards, targets, rate,
+    counts=None)`` -> TD errors, as :func:`td_update`."""
+
+    name: str
+    q: Callable
+    best: Callable
+    value: Callable
+    update: Callable
+
+
+def torch_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
+    def stage_of(b):
+        return None if stage_tile is None else board_stage(b, stage_tile)
+
+    return Backend(
+        "torch",
+        q=lambda lut, b: action_values(lut, b, lay, stage_tile),
+        best=lambda lut, b: best_moves(*action_values(lut, b, lay, stage_tile)),
+        value=lambda lut, b: values(lut, b, lay, stage_of(b)),
+        update=lambda lut, b, target, rate, counts=None: td_update(
+            lut, b, target, rate, lay, stage_of(b), counts=counts
+        ),
+    )
+
+
+def numba_available() -> bool:
+    """Whether the compiled CPU kernels can be used (the ``numba`` package is installed)."""
+    return _nb is not None
+
+
+def make_backend(
+    lay: TupleLayout, device: torch.device, kind: str = "auto", stage_tile: int | None = None
+) -> Backend:
+    """``"torch"``, ``"numba"`` (CPU only; needs the ``numba`` package) or ``"auto"`` (numba on
+    the CPU when installed, else torch)."""
+    if kind not in ("auto", "torch", "numba"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {kind!r}")
+    if kind == "auto":
+        kind = "numba" if device.type == "cpu" and numba_available() else "torch"
+    if kind == "torch":
+        return torch_backend(lay, stage_tile)
+    if device.type != "cpu":
+        raise ValueError(f"backend 'numba' runs on the CPU only, not on {device}; use 'torch'")
+    if not numba_available():
+        raise ValueError(
+            "backend 'numba' needs the numba package: pip install 'renshu[fast]' (or numba)"
+        )
+    return numba_backend(lay, stage_tile)
+
+
+def pack_layout(lay: TupleLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The layout as arrays for compiled kernels: per-tuple segment ranges ``[T + 1]``, segments
+    ``[S, 3]`` (shift in, mask, shift out) and offsets ``[T]`` (int64)."""
+    starts = np.zeros(lay.num_tuples + 1, dtype=np.int64)
+    segs = []
+    for j, s in enumerate(lay.segments):
+        segs.extend(s)
+        starts[j + 1] = len(segs)
+    seg = np.array(segs, dtype=np.uint64).reshape(-1, 3)
+    return starts, seg, np.array(lay.offsets, dtype=np.int64)
+
+
+def move_tables() -> np.ndarray:
+    """The engine's row table (int32 ``[2 * 65536]``; see ``game2048._numpy_tables``)."""
+    return _numpy_tables()[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The numba path: one compiled pass per board (CPU). Boards are read as uint64 (views of the
+# int64 tensors), so every shift is logical. Lookups are added, and scattered, in the same order
+# as the torch path above, which makes the two bit-identical.
+
+try:
+    import numba as _nb
+except ImportError:  # the torch path still works
+    _nb = None
+
+if _nb is not None:
+    _U = np.uint64
+    _T1, _T2, _T3 = _U(0xF0F00F0FF0F00F0F), _U(0x0000F0F00000F0F0), _U(0x0F0F00000F0F0000)
+    _T4, _T5, _T6 = _U(0xFF00FF0000FF00FF), _U(0x00FF00FF00000000), _U(0x00000000FF00FF00)
+    _M0, _M1 = _U(_ROW_MASKS[0]), _U(_ROW_MASKS[1])
+    _UD1, _UD2, _W = _U(0x0000FFFF00000000), _U(0x00000000FFFF0000), _U(0xFFFF)
+    _S4, _S12, _S16, _S24, _S48 = _U(4), _U(12), _U(16), _U(24), _U(48)
+    _F = _U(0xF)
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_transpose(x):
+        a = (x & _T1) | ((x & _T2) << _S12) | ((x & _T3) >> _S12)
+        return (a & _T4) | ((a & _T5) >> _S24) | ((a & _T6) << _S24)
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_flip_lr(x):
+        return ((x & _M0) << _S12) | ((x & _M1) << _S4) | ((x >> _S4) & _M1) | ((x >> _S12) & _M0)
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_flip_ud(x):
+        return (x << _S48) | ((x << _S16) & _UD1) | ((x >> _S16) & _UD2) | (x >> _S48)
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_index(x, j, starts, seg):
+        idx = _U(0)
+        for k in range(starts[j], starts[j + 1]):
+            idx |= ((x >> seg[k, 0]) & seg[k, 1]) << seg[k, 2]
+        return np.int64(idx)
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_stage_offset(x, stage_exp, entries):
+        if stage_exp <= 0:
+            return 0
+        for c in range(16):
+            if np.int64((x >> _U(4 * c)) & _F) >= stage_exp:
+                return entries
+        return 0
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_value(x, lut, starts, seg, offsets, stage_exp, entries):
+        so = _nb_stage_offset(x, stage_exp, entries)
+        t = _nb_transpose(x)
+        ub = _nb_flip_ud(x)
+        ut = _nb_flip_ud(t)
+        s1 = _nb_flip_lr(x)
+        s3 = _nb_flip_lr(ub)
+        s5 = _nb_flip_lr(t)
+        s7 = _nb_flip_lr(ut)
+        v = np.float32(0.0)
+        for j in range(offsets.shape[0]):
+            o = offsets[j] + so
+            v += lut[o + _nb_index(x, j, starts, seg)]
+            v += lut[o + _nb_index(s1, j, starts, seg)]
+            v += lut[o + _nb_index(ub, j, starts, seg)]
+            v += lut[o + _nb_index(s3, j, starts, seg)]
+            v += lut[o + _nb_index(t, j, starts, seg)]
+            v += lut[o + _nb_index(s5, j, starts, seg)]
+            v += lut[o + _nb_index(ut, j, starts, seg)]
+            v += lut[o + _nb_index(s7, j, starts, seg)]
+        return v
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_slide(x, base, move):
+        out = _U(0)
+        quarters = 0
+        for r in range(4):
+            p = move[base + np.int64((x >> _U(16 * r)) & _W)]
+            out |= _U(p & 0xFFFF) << _U(16 * r)
+            quarters += p >> 16
+        return out, np.float32(4 * quarters)
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_q(boards, lut, starts, seg, offsets, stage_exp, entries, move, q, after, rew, val):
+        for i in _nb.prange(boards.shape[0]):
+            x = boards[i]
+            t = _nb_transpose(x)
+            for a in range(4):
+                if a < 2:
+                    y, r = _nb_slide(x, 65536 * a, move)
+                else:
+                    y, r = _nb_slide(t, 65536 * (a - 2), move)
+                    y = _nb_transpose(y)
+                after[i, a] = y
+                rew[i, a] = r
+                if y == x:
+                    val[i, a] = np.float32(0.0)
+                    q[i, a] = -np.inf
+                else:
+                    v = _nb_value(y, lut, starts, seg, offsets, stage_exp, entries)
+                    val[i, a] = v
+                    q[i, a] = r + v
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_best(boards, lut, starts, seg, offsets, stage_exp, entries, move, act, after, rew, val):
+        for i in _nb.prange(boards.shape[0]):
+            x = boards[i]
+            t = _nb_transpose(x)
+            best_q = -np.inf
+            best_a, best_y, best_r, best_v = 0, x, np.float32(0.0), np.float32(0.0)
+            for a in range(4):
+                if a < 2:
+                    y, r = _nb_slide(x, 65536 * a, move)
+                else:
+                    y, r = _nb_slide(t, 65536 * (a - 2), move)
+                    y = _nb_transpose(y)
+                if y != x:
+                    v = _nb_value(y, lut, starts, seg, offsets, stage_exp, entries)
+                    q = r + v
+                    if q > best_q:
+                        best_q, best_a, best_y, best_r, best_v = q, a, y, r, v
+            act[i] = best_a
+            after[i] = best_y
+            rew[i] = best_r
+            val[i] = best_v
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_values(boards, lut, starts, seg, offsets, stage_exp, entries, out):
+        for i in _nb.prange(boards.shape[0]):
+            out[i] = _nb_value(boards[i], lut, starts, seg, offsets, stage_exp, entries)
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_td(
+        boards, target, rate, lut, counts, starts, seg, offsets, stage_exp, entries, idx, delta
+    ):
+        n = boards.shape[0]
+        for i in _nb.prange(n):
+            x = boards[i]
+            so = _nb_stage_offset(x, stage_exp, entries)
+            t = _nb_transpose(x)
+            ub = _nb_flip_ud(x)
+            ut = _nb_flip_ud(t)
+            s1 = _nb_flip_lr(x)
+            s3 = _nb_flip_lr(ub)
+            s5 = _nb_flip_lr(t)
+            s7 = _nb_flip_lr(ut)
+            v = np.float32(0.0)
+            for j in range(offsets.shape[0]):
+                o = offsets[j] + so
+                k = 8 * j
+                idx[k, i] = o + _nb_index(x, j, starts, seg)
+                idx[k + 1, i] = o + _nb_index(s1, j, starts, seg)
+                idx[k + 2, i] = o + _nb_index(ub, j, starts, seg)
+                idx[k + 3, i] = o + _nb_index(s3, j, starts, seg)
+                idx[k + 4, i] = o + _nb_index(t, j, starts, seg)
+                idx[k + 5, i] = o + _nb_index(s5, j, starts, seg)
+                idx[k + 6, i] = o + _nb_index(ut, j, starts, seg)
+                idx[k + 7, i] = o + _nb_index(s7, j, starts, seg)
+                for s in range(8):
+                    v += lut[idx[k + s, i]]
+            delta[i] = target[i] - v
+        # Each tuple's table on one thread, boards in order: the order index_add_ uses.
+        average = counts.shape[0] > 0
+        for j in _nb.prange(offsets.shape[0]):
+            if average:
+                for s in range(8):
+                    for i in range(n):
+                        counts[idx[8 * j + s, i]] += 1
+            for s in range(8):
+                k = 8 * j + s
+                for i in range(n):
+                    w = idx[k, i]
+                    if average:
+                        lut[w] += delta[i] * rate / np.float32(counts[w])
+                    else:
+                        lut[w] += delta[i] * rate
+            if average:
+                for s in range(8):
+                    for i in range(n):
+                        counts[idx[8 * j + s, i]] = 0
+
+
+def _u64(x: torch.Tensor) -> np.ndarray:
+    return x.contiguous().numpy().view(np.uint64)
+
+
+def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
+    """The compiled CPU path (see the section above); same results as :func:`torch_backend`."""
+    starts, seg, offsets = pack_layout(lay)
+    move = move_tables()
+    stage_exp = 0 if stage_tile is None else int(stage_tile)
+    entries = lay.entries
+    lookups = lay.num_lookups
+
+    def threads():
+        _nb.set_num_threads(max(1, min(torch.get_num_threads(), _nb.config.NUMBA_NUM_THREADS)))
+
+    def q(lut, b):
+        threads()
+        m = b.shape[0]
+        out_q = torch.empty((m, 4), dtype=torch.float32)
+        after = torch.empty((m, 4), dtype=torch.int64)
+        rew = torch.empty((m, 4), dtype=torch.float32)
+        val = torch.empty((m, 4), dtype=torch.float32)
+        _nb_q(
+            _u64(b), lut.numpy(), starts, seg, offsets, stage_exp, entries, move,
+            out_q.numpy(), after.numpy().view(np.uint64), rew.numpy(), val.numpy(),
+        )  # fmt: skip
+        return out_q, after, rew, val
+
+    def best(lut, b):
+        threads()
+        m = b.shape[0]
+        act = torch.empty(m, dtype=torch.int64)
+        after = torch.empty(m, dtype=torch.int64)
+        rew = torch.empty(m, dtype=torch.float32)
+        val = torch.empty(m, dtype=torch.float32)
+        _nb_best(
+            _u64(b), lut.numpy(), starts, seg, offsets, stage_exp, entries, move,
+            act.numpy(), after.numpy().view(np.uint64), rew.numpy(), val.numpy(),
+        )  # fmt: skip
+        return act, after, rew, val
+
+    def value(lut, b):
+        threads()
+        flat = b.reshape(-1)
+        out = torch.empty(flat.shape, dtype=torch.float32)
+        _nb_values(_u64(flat), lut.numpy(), starts, seg, offsets, stage_exp, entries, out.numpy())
+        return out.view(b.shape)
+
+    none = np.zeros(0, dtype=np.int32)
+
+    def update(lut, b, target, rate, counts=None):
+        threads()
+        n = b.shape[0]
+        idx = np.empty((lookups, n), dtype=np.int64)
+        delta = torch.empty(n, dtype=torch.float32)
+        step = np.float32(rate / lookups)
+        _nb_td(
+            _u64(b), target.contiguous().numpy(), step, lut.numpy(),
+            none if counts is None else counts.numpy(), starts, seg, offsets, stage_exp,
+            entries, idx, delta.numpy(),
+        )  # fmt: skip
+        return delta
+
+    return Backend("numba", q=q, best=best, value=value, update=update)
+
+
+__all__ = [
+    "TUPLE_SETS",
+    "Backend",
+    "TupleLayout",
+    "action_values",
+    "allocate_tables",
+    "board_stage",
+    "children",
+    "expectimax_q",
+    "flip_lr",
+    "flip_ud",
+    "layout",
+    "lookup_sum",
+    "make_backend",
+    "parse_tuples",
+    "symmetries",
+    "td_update",
+    "tuple_indices",
+    "values",
+]
