@@ -5,7 +5,8 @@ protocol. Importing renshu registers its native games with Gymnasium (``renshu/G
 """
 
 from renshu.envs.base import FunctionalEnv, TensorEnv
-from renshu.envs.registry import make_env, register_gymnasium_envs
+from renshu.envs.registry import make_env
+from renshu.interop.gymnasium import register_gymnasium_envs
 
 __version__ = "0.1.0"
 __all__ = ["FunctionalEnv", "TensorEnv", "make_env", "__version__"]

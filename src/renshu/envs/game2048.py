@@ -284,6 +284,54 @@ def board_from_tiles(tiles: torch.Tensor | np.ndarray | list) -> torch.Tensor:
     return board_from_exponents(e)
 
 
+def check_tiles(
+    tiles: torch.Tensor | np.ndarray | list, shape: tuple[str, ...] = ("n", "4", "4")
+) -> torch.Tensor:
+    """Validated start boards: tile values (0 for empty, else 2, 4, ..., 32768) -> int64
+    exponents of the same shape, on the CPU.
+
+    ``shape`` names the expected dimensions (``("4", "4")`` for one board, ``("n", "4", "4")``
+    for a batch). Anything that is not a 2048 position -- wrong shape, a value that is not an
+    integer, negative, 1 or not a power of two, above 32768, or a board without a tile -- is a
+    ValueError naming the first offending cell.
+    """
+    expected = "[" + ", ".join(shape) + "]"
+    try:
+        t = torch.as_tensor(np.asarray(tiles) if not isinstance(tiles, torch.Tensor) else tiles)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"tiles must be a {expected} array of integers, got {tiles!r}") from None
+    t = t.detach().cpu()
+    sizes = tuple(None if s == "n" else int(s) for s in shape)
+    if t.dim() != len(sizes) or any(e is not None and e != s for e, s in zip(sizes, t.shape)):
+        raise ValueError(f"tiles must have shape {expected}, got {list(t.shape)}")
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise ValueError(f"tiles must be integers, got dtype {t.dtype}")
+    if t.dtype.is_floating_point:
+        whole = torch.isfinite(t) & (t == t.round())
+        if not bool(whole.all()):
+            cell = tuple((~whole).nonzero()[0].tolist())
+            raise ValueError(f"tiles must be whole numbers; tiles{list(cell)} = {t[cell].item()}")
+        if bool((t.abs() > 2.0**62).any()):
+            raise ValueError(f"tiles above {2**MAX_EXPONENT} cannot be represented")
+    t = t.to(torch.int64)
+    bad = (t < 0) | (t == 1) | ((t & (t - 1)) != 0) | (t > 2**MAX_EXPONENT)
+    if bool(bad.any()):
+        cell = tuple(bad.nonzero()[0].tolist())
+        value = int(t[cell])
+        why = (
+            f"above {2**MAX_EXPONENT}, the largest tile a board holds"
+            if value > 2**MAX_EXPONENT
+            else "not 0 (empty) or a power of two >= 2"
+        )
+        raise ValueError(f"tiles{list(cell)} = {value} is {why}")
+    e = torch.where(t > 0, torch.log2(t.clamp(min=1).double()).round().long(), 0)
+    empty = (e == 0).flatten(-2).all(-1)
+    if bool(empty.any()):
+        where = "" if e.dim() == 2 else f" (board {int(empty.nonzero()[0, 0])})"
+        raise ValueError(f"a start board needs at least one tile{where}; got an empty board")
+    return e
+
+
 def exponents(b: torch.Tensor) -> torch.Tensor:
     """int64 boards ``[n]`` -> uint8 exponents ``[n, 4, 4]`` (reads the bytes; little-endian)."""
     by = b.contiguous().view(torch.uint8).view(-1, 8)
@@ -409,6 +457,20 @@ class Game2048:
         t = transpose(board)
         legal = _legal(board, t, _tables(board.device))[0]
         return State2048(board=board, score=score, legal=legal, transposed=t)
+
+    def from_tiles(
+        self,
+        tiles: torch.Tensor | np.ndarray | list,
+        device: str | torch.device = "cpu",
+        score: torch.Tensor | None = None,
+    ) -> State2048:
+        """Games that start from given boards: tile values ``[n, 4, 4]`` (0 for empty), checked
+        by :func:`check_tiles` (a board that is not a 2048 position is a ValueError). For
+        search, tests and curricula; the states step like any other."""
+        board = board_from_exponents(check_tiles(tiles)).to(device)
+        if score is not None:
+            score = torch.as_tensor(score, dtype=torch.int64, device=device).expand_as(board)
+        return self.from_boards(board, score=None if score is None else score.clone())
 
     def step(
         self, state: State2048, action: torch.Tensor, generator: torch.Generator

@@ -6,7 +6,10 @@ board held as a Python int, which is far faster for one game than a batch of siz
 Randomness comes from ``self.np_random`` (seeded by ``reset(seed=...)``), as Gymnasium expects.
 
 ``info`` (from ``reset`` and ``step``) holds ``"board"`` (int64 ``[4, 4]`` tile values),
-``"score"``, ``"max_tile"`` and ``"action_mask"`` (int8 ``[4]``, 1 = legal).
+``"score"``, ``"max_tile"`` and ``"action_mask"`` (int8 ``[4]``, 1 = legal); ``action_masks()``
+returns the same mask as bools, which is where sb3-contrib's ``MaskablePPO`` looks for it.
+``reset(options={"board": tiles})`` starts the game from the given ``[4, 4]`` tile values instead
+of two random tiles (checked: a board that is not a 2048 position is a ValueError).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from renshu.envs import game2048 as g
 
 _U64 = (1 << 64) - 1
+RESET_OPTIONS = {"board": "int [4, 4] tile values to start from (0: empty)"}
 
 
 def _transpose(b: int) -> int:
@@ -101,6 +105,7 @@ class Game2048Env(gym.Env):
         self.action_space = gym.spaces.Discrete(4)
         self.board = 0
         self.score = 0
+        self._legal = np.zeros(4, dtype=np.int8)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ class Game2048Env(gym.Env):
 
     def _info(self, legal: np.ndarray) -> dict[str, Any]:
         board = self.tiles()
-        mask = np.ones(4, dtype=np.int8) if self.invalid_move == "noop" else legal
+        mask = np.ones(4, dtype=np.int8) if self.invalid_move == "noop" else legal.copy()
         return {
             "board": board,
             "score": self.score,
@@ -138,10 +143,26 @@ class Game2048Env(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.board = self._spawn(self._spawn(0))
+        unknown = sorted(set(options or {}) - set(RESET_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown reset option(s) {unknown} for renshu/Game2048-v0; valid: "
+                + ", ".join(f"{k} ({v})" for k, v in RESET_OPTIONS.items())
+            )
+        if options and options.get("board") is not None:
+            e = g.check_tiles(options["board"], shape=("4", "4"))
+            self.board = int(g.board_from_exponents(e)) & _U64
+        else:
+            self.board = self._spawn(self._spawn(0))
         self.score = 0
         self._legal = legal_mask(self.board)
         return self._observation(), self._info(self._legal)
+
+    def action_masks(self) -> np.ndarray:
+        """bool ``[4]``: the moves that change the board (all true with ``invalid_move="noop"``)."""
+        if self.invalid_move == "noop":
+            return np.ones(4, dtype=bool)
+        return self._legal.astype(bool)
 
     def step(self, action):
         if not self.action_space.contains(action):
