@@ -355,6 +355,22 @@ def test_numba_and_torch_paths_are_bit_identical(collisions, stage_tile):
     assert torch.equal(lut_t, lut_n)
 
 
+@pytest.mark.parametrize("collisions", ["mean", "sum"])
+def test_sync_free_learning_equals_the_compact_path(collisions):
+    # The accelerator path (every row, weighted 0 or 1) learns what the CPU path (only the rows
+    # with an update) learns; run on the CPU here.
+    tables = []
+    for sync_free in (False, True):
+        env = make_env("game2048", num_envs=32, seed=4)
+        cfg = NTupleConfig(num_envs=32, tuples="2x4+2x6", backend="torch", collisions=collisions)
+        algo = NTuple(env, cfg, seed=4)
+        algo.sync_free = sync_free
+        for _ in range(120):
+            algo.learn(algo.collect(0.0), 0.0)
+        tables.append(algo.tables)
+    assert torch.equal(tables[0], tables[1])
+
+
 @needs_numba
 def test_the_algorithm_learns_the_same_on_both_paths():
     tables = []

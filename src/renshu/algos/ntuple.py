@@ -142,6 +142,8 @@ class NTuple:
     name = "ntuple"
     config_class = NTupleConfig
     takes_encoder = False
+    searches = ("expectimax",)
+    """play-time searches ``search_actions`` offers (``renshu eval --search``)"""
 
     def __init__(
         self, env, config: NTupleConfig, seed: int = 0, *, encoder=None, learner: bool = True
@@ -166,6 +168,9 @@ class NTuple:
         print(f"ntuple: {config.tuples}: {self.layout.describe()}", flush=True)
         self.backend = nt.make_backend(self.layout, self.device, config.backend, self.stage_exp)
         self.env_steps = 0
+        # CPU: learn from the rows that have an update (a host sync, free here); elsewhere:
+        # every row, weighted 0 or 1, so nothing waits for the device.
+        self.sync_free = self.device.type != "cpu"
         n = env.num_envs
         self.pending = torch.zeros(n, dtype=torch.int64, device=self.device)
         self.pending_valid = torch.zeros(n, dtype=torch.bool, device=self.device)
@@ -276,7 +281,7 @@ class NTuple:
         target = batch.reward + batch.value
         ended = batch.terminated
         zeros = torch.zeros_like(target)
-        if self.device.type == "cpu":  # compact (a host sync costs nothing here)
+        if not self.sync_free:  # compact (a host sync costs nothing on the CPU)
             boards = torch.cat([self.pending[self.pending_valid], batch.after[ended]])
             targets = torch.cat([target[self.pending_valid], zeros[ended]])
             delta = self.backend.update(self.tables, boards, targets, rate, self.counts)

@@ -305,9 +305,12 @@ def td_update(
         step = step * weight
     flat = idx.reshape(-1)
     step = step.expand(idx.shape).reshape(-1)
-    if counts is not None:
-        counts.index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
-        step = step / counts.index_select(0, flat).to(torch.float32)
+    if counts is not None:  # a board weighted 0 adds nothing and counts for nothing
+        ones = torch.ones_like(flat, dtype=torch.int32)
+        if weight is not None:
+            ones = (weight != 0).to(torch.int32).expand(idx.shape).reshape(-1)
+        counts.index_add_(0, flat, ones)
+        step = step / counts.index_select(0, flat).clamp(min=1).to(torch.float32)
         counts.index_fill_(0, flat, 0)
     lut.index_add_(0, flat, step)
     return delta
