@@ -161,8 +161,8 @@ def test_bad_tuple_sets_are_refused():
         NTupleConfig(tuples="6x6")
     with pytest.raises(ValueError, match="config field 'stage_tile'"):
         NTupleConfig(stage_tile=1000)
-    with pytest.raises(ValueError, match="config field 'collisions'"):
-        NTupleConfig(collisions="max")
+    with pytest.raises(ValueError, match="config field 'collision_cap'"):
+        NTupleConfig(collision_cap=0)
     with pytest.raises(ValueError, match="config field 'learning_rate'"):
         NTupleConfig(learning_rate=-0.1)
 
@@ -295,6 +295,11 @@ def test_td_update_by_hand(kind):
     # averaged: each weight moves by 1 once (w[0] by six sixths, rounded in float32)
     assert lut[:3].tolist() == pytest.approx([2.0, 3.0, 0.0], abs=1e-6)
     assert counts.abs().sum().item() == 0  # left zero for the next call
+    # capped at 3: w[0]'s six updates are scaled by 3 / 6, w[1]'s two add up in full
+    lut = torch.zeros(256)
+    lut[0], lut[1] = 1.0, 2.0
+    backend(lay, kind).update(lut, board, torch.tensor([26.0]), 0.5, counts, 3.0)
+    assert lut[:3].tolist() == [4.0, 4.0, 0.0]
     assert lut[3:].abs().sum().item() == 0
 
 
@@ -331,9 +336,9 @@ def test_colliding_updates_add_up(kind):
 
 
 @needs_numba
-@pytest.mark.parametrize("collisions", ["mean", "sum"])
+@pytest.mark.parametrize("cap", [1, 3, None])
 @pytest.mark.parametrize("stage_tile", [None, 64])
-def test_numba_and_torch_paths_are_bit_identical(collisions, stage_tile):
+def test_numba_and_torch_paths_are_bit_identical(cap, stage_tile):
     lay = nt.layout("4x6", stages=1 if stage_tile is None else 2)
     stage_exp = None if stage_tile is None else 6
     boards = torch.cat([played_boards(64, 40, seed=8), played_boards(8, 40, seed=8)])  # repeats
@@ -341,12 +346,12 @@ def test_numba_and_torch_paths_are_bit_identical(collisions, stage_tile):
     luts, deltas = [], []
     for kind in ("torch", "numba"):
         lut = integer_table(lay, seed=9) / 128
-        counts = torch.zeros(lut.shape, dtype=torch.int32) if collisions == "mean" else None
+        counts = None if cap is None else torch.zeros(lut.shape, dtype=torch.int32)
         bk = backend(lay, kind, stage_exp)
         q = bk.q(lut, boards)
         best = bk.best(lut, boards)
         for _ in range(3):
-            deltas.append(bk.update(lut, boards, targets, 0.1, counts))
+            deltas.append(bk.update(lut, boards, targets, 0.1, counts, cap or 1.0))
         luts.append((lut, q, best))
     (lut_t, q_t, best_t), (lut_n, q_n, best_n) = luts
     assert all(torch.equal(a, b) for a, b in zip(q_t, q_n))
@@ -355,14 +360,14 @@ def test_numba_and_torch_paths_are_bit_identical(collisions, stage_tile):
     assert torch.equal(lut_t, lut_n)
 
 
-@pytest.mark.parametrize("collisions", ["mean", "sum"])
-def test_sync_free_learning_equals_the_compact_path(collisions):
+@pytest.mark.parametrize("cap", [1, 4, None])
+def test_sync_free_learning_equals_the_compact_path(cap):
     # The accelerator path (every row, weighted 0 or 1) learns what the CPU path (only the rows
     # with an update) learns; run on the CPU here.
     tables = []
     for sync_free in (False, True):
         env = make_env("game2048", num_envs=32, seed=4)
-        cfg = NTupleConfig(num_envs=32, tuples="2x4+2x6", backend="torch", collisions=collisions)
+        cfg = NTupleConfig(num_envs=32, tuples="2x4+2x6", backend="torch", collision_cap=cap)
         algo = NTuple(env, cfg, seed=4)
         algo.sync_free = sync_free
         for _ in range(120):

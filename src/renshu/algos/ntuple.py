@@ -57,10 +57,10 @@ class NTupleConfig:
     starts at init_value / lookups"""
     stage_tile: int | None = None
     """tile (e.g. 16384) from which afterstates use a second table set (None: one set)"""
-    collisions: str = "mean"
-    """how a round's updates of one weight from several games combine: mean (each divided by
-    their number; stable at any num_envs) or sum (they add up, as one gradient step on the
-    summed squared errors; diverges when many games share weights)"""
+    collision_cap: int | None = 1
+    """how the c updates one weight gets from a round's games combine: each is scaled by
+    min(1, cap / c), so up to cap add up and more are averaged (1: their mean); None: all add
+    up, one gradient step on the summed squared errors (diverges with many games at once)"""
     backend: str = "auto"
     """auto (numba on the CPU when installed, else torch), torch or numba"""
 
@@ -86,9 +86,8 @@ class NTupleConfig:
             f"must be a tile value, a power of two from 4 to {2**MAX_EXPONENT}",
             tile,
         )
-        check(
-            self.collisions in ("mean", "sum"), "collisions", "must be mean or sum", self.collisions
-        )
+        cap = self.collision_cap
+        check(cap is None or cap >= 1, "collision_cap", "must be >= 1 or None", cap)
         check(
             self.backend in ("auto", "torch", "numba"),
             "backend",
@@ -163,8 +162,9 @@ class NTuple:
         )
         init = config.init_value / self.layout.num_lookups
         self.tables, self.counts = nt.allocate_tables(
-            self.layout, self.device, init, counts=config.collisions == "mean"
+            self.layout, self.device, init, counts=config.collision_cap is not None
         )
+        self.cap = 1.0 if config.collision_cap is None else float(config.collision_cap)
         print(f"ntuple: {config.tuples}: {self.layout.describe()}", flush=True)
         self.backend = nt.make_backend(self.layout, self.device, config.backend, self.stage_exp)
         self.env_steps = 0
@@ -284,7 +284,7 @@ class NTuple:
         if not self.sync_free:  # compact (a host sync costs nothing on the CPU)
             boards = torch.cat([self.pending[self.pending_valid], batch.after[ended]])
             targets = torch.cat([target[self.pending_valid], zeros[ended]])
-            delta = self.backend.update(self.tables, boards, targets, rate, self.counts)
+            delta = self.backend.update(self.tables, boards, targets, rate, self.counts, self.cap)
             count = delta.shape[0]
             abs_error = float(delta.abs().sum()) / max(count, 1)
         else:  # every row, weighted 0 or 1: no host sync before the scatter
@@ -300,6 +300,7 @@ class NTuple:
                 self._stage(boards),
                 weight,
                 self.counts,
+                self.cap,
             )
             count = weight.sum()
             abs_error = float((delta.abs() * weight).sum() / count.clamp(min=1))

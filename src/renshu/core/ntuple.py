@@ -285,6 +285,7 @@ def td_update(
     stage: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     counts: torch.Tensor | None = None,
+    cap: float = 1.0,
 ) -> torch.Tensor:
     """Move ``V(b)`` toward ``target`` for a batch of boards ``[U]``: every lookup of board ``i``
     gets ``rate * (target_i - V(b_i)) / lookups`` (``rate`` is the step on V itself).
@@ -293,9 +294,10 @@ def td_update(
     accumulating scatter (on the CPU in lookup-major order: tuple, symmetry, then board).
     Without ``counts``, updates of the same weight from different boards (or from two
     symmetries of one board) **add up**, as the gradient of the summed squared errors does.
-    With ``counts`` (int32 zeros shaped like ``lut``; left zero again), each of them is divided
-    by the number of updates that weight gets in this call: colliding updates are **averaged**,
-    so a weight shared by many boards moves as far as one board would move it. ``weight``
+    With ``counts`` (int32 zeros shaped like ``lut``; left zero again), the ``c`` updates a
+    weight gets in this call are scaled by ``min(1, cap / c)``: up to ``cap`` of them add up,
+    more are **averaged** to ``cap`` times their mean (``cap`` 1: the mean), so a weight shared
+    by many boards moves at most ``cap`` times as far as one board would move it. ``weight``
     (float ``[U]``, e.g. 0 or 1) scales each board's update. Returns the TD errors
     ``target - V(b)``."""
     idx = tuple_indices(b, lay, stage)
@@ -310,7 +312,9 @@ def td_update(
         if weight is not None:
             ones = (weight != 0).to(torch.int32).expand(idx.shape).reshape(-1)
         counts.index_add_(0, flat, ones)
-        step = step / counts.index_select(0, flat).clamp(min=1).to(torch.float32)
+        c = counts.index_select(0, flat).clamp(min=1).to(torch.float32)
+        top = torch.full((), cap, dtype=torch.float32, device=c.device)
+        step = step * torch.div(top, c).clamp(max=1.0)  # (a true division, like the kernel's)
         counts.index_fill_(0, flat, 0)
     lut.index_add_(0, flat, step)
     return delta
@@ -452,7 +456,7 @@ class Backend:
     ``q(lut, boards)`` -> (q, after, reward, v) as :func:`action_values`;
     ``best(lut, boards)`` -> the greedy move's (action, afterstate, reward, V) as
     :func:`best_moves`; ``value(lut, boards)`` -> V; ``update(lut, boards, targets, rate,
-    counts=None)`` -> TD errors, as :func:`td_update`."""
+    counts=None, cap=1.0)`` -> TD errors, as :func:`td_update`."""
 
     name: str
     q: Callable
@@ -470,8 +474,8 @@ def torch_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         q=lambda lut, b: action_values(lut, b, lay, stage_tile),
         best=lambda lut, b: best_moves(*action_values(lut, b, lay, stage_tile)),
         value=lambda lut, b: values(lut, b, lay, stage_of(b)),
-        update=lambda lut, b, target, rate, counts=None: td_update(
-            lut, b, target, rate, lay, stage_of(b), counts=counts
+        update=lambda lut, b, target, rate, counts=None, cap=1.0: td_update(
+            lut, b, target, rate, lay, stage_of(b), counts=counts, cap=cap
         ),
     )
 
@@ -650,7 +654,7 @@ if _nb is not None:
 
     @_nb.njit(parallel=True, cache=True)
     def _nb_td(
-        boards, target, rate, lut, counts, starts, seg, offsets, stage_exp, entries, idx, delta
+        boards, target, rate, lut, counts, cap, starts, seg, offsets, stage_exp, entries, idx, delta
     ):
         n = boards.shape[0]
         for i in _nb.prange(n):
@@ -690,7 +694,8 @@ if _nb is not None:
                 for i in range(n):
                     w = idx[k, i]
                     if average:
-                        lut[w] += delta[i] * rate / np.float32(counts[w])
+                        scale = min(np.float32(1.0), cap / np.float32(max(counts[w], 1)))
+                        lut[w] += delta[i] * rate * scale
                     else:
                         lut[w] += delta[i] * rate
             if average:
@@ -749,7 +754,7 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
 
     none = np.zeros(0, dtype=np.int32)
 
-    def update(lut, b, target, rate, counts=None):
+    def update(lut, b, target, rate, counts=None, cap=1.0):
         threads()
         n = b.shape[0]
         idx = np.empty((lookups, n), dtype=np.int64)
@@ -757,7 +762,8 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         step = np.float32(rate / lookups)
         _nb_td(
             _u64(b), target.contiguous().numpy(), step, lut.numpy(),
-            none if counts is None else counts.numpy(), starts, seg, offsets, stage_exp,
+            none if counts is None else counts.numpy(), np.float32(cap), starts, seg, offsets,
+            stage_exp,
             entries, idx, delta.numpy(),
         )  # fmt: skip
         return delta
