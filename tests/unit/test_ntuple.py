@@ -411,6 +411,19 @@ def test_expectimax_depth_2_matches_brute_force(kind):
                 assert q2[i, a].item() == pytest.approx(want[a], rel=1e-5, abs=1e-2)
 
 
+@needs_numba
+def test_fused_depth_2_kernel_matches_the_tensor_search():
+    lay = nt.layout("2x4+2x6")
+    lut = integer_table(lay, seed=15) / 64
+    bk = backend(lay, "numba")
+    boards = played_boards(16, 50, seed=16)[-48:]
+    want = nt.expectimax_q(boards, 2, lambda b: bk.q(lut, b)[0], lambda b: bk.value(lut, b))
+    got = bk.expectimax2(lut, boards)
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    finite = torch.isfinite(want)
+    assert torch.allclose(got[finite], want[finite], rtol=1e-5, atol=1e-3)
+
+
 def test_expectimax_depth_3_and_cutoff():
     lay = nt.layout("0,1,2,3;0,1,4,5")
     lut = integer_table(lay, seed=13) / 8
@@ -439,6 +452,8 @@ def test_search_through_the_algorithm():
     assert label == "r + V(afterstate)" and q.shape == (8, 4)
     assert torch.equal(torch.isinf(q), ~mask)
     assert torch.equal(algo.search_values(obs, mask, depth=1), q)
+    tensor_q2 = algo._search(algo._boards(obs), 2, 0.0).masked_fill(~mask, -math.inf)
+    assert torch.allclose(algo.search_values(obs, mask, depth=2), tensor_q2, rtol=1e-5)
     a2 = algo.search_actions(obs, mask, depth=2)
     assert bool(mask[torch.arange(8), a2].all())
     with pytest.raises(ValueError, match="search depth must be an int from 1 to 4"):

@@ -226,16 +226,22 @@ class NTuple:
         if not (math.isfinite(cutoff) and 0 <= cutoff < 1):
             raise ValueError(f"search cutoff must lie in [0, 1), got {cutoff!r}")
         boards = self._boards(obs)
-        q = nt.expectimax_q(
+        if depth == 2 and cutoff == 0 and self.backend.expectimax2 is not None:
+            q = self.backend.expectimax2(self.tables, boards)  # one compiled pass per board
+        else:
+            q = self._search(boards, depth, cutoff)
+        if mask is not None:
+            q = q.masked_fill(~mask.to(q.device), -math.inf)
+        return q
+
+    def _search(self, boards: torch.Tensor, depth: int, cutoff: float) -> torch.Tensor:
+        return nt.expectimax_q(
             boards,
             depth,
             self._q,
             lambda b: self.backend.value(self.tables, b),
             cutoff,
         )
-        if mask is not None:
-            q = q.masked_fill(~mask.to(q.device), -math.inf)
-        return q
 
     def search_actions(
         self,

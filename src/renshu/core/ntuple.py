@@ -463,6 +463,8 @@ class Backend:
     best: Callable
     value: Callable
     update: Callable
+    expectimax2: Callable | None = None
+    """a fused depth-2 expectimax ``(lut, boards) -> q [M, 4]`` when the backend has one"""
 
 
 def torch_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
@@ -647,6 +649,54 @@ if _nb is not None:
             rew[i] = best_r
             val[i] = best_v
 
+    @_nb.njit(inline="always", cache=True)
+    def _nb_best_q(x, lut, starts, seg, offsets, stage_exp, entries, move):
+        """max over legal moves of r + V(afterstate); 0 when no move is legal."""
+        t = _nb_transpose(x)
+        best = -np.inf
+        for a in range(4):
+            if a < 2:
+                y, r = _nb_slide(x, 65536 * a, move)
+            else:
+                y, r = _nb_slide(t, 65536 * (a - 2), move)
+                y = _nb_transpose(y)
+            if y != x:
+                q = r + _nb_value(y, lut, starts, seg, offsets, stage_exp, entries)
+                if q > best:
+                    best = q
+        return np.float32(0.0) if best == -np.inf else np.float32(best)
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_expectimax2(boards, lut, starts, seg, offsets, stage_exp, entries, move, q):
+        for i in _nb.prange(boards.shape[0]):
+            x = boards[i]
+            t = _nb_transpose(x)
+            for a in range(4):
+                if a < 2:
+                    y, r = _nb_slide(x, 65536 * a, move)
+                else:
+                    y, r = _nb_slide(t, 65536 * (a - 2), move)
+                    y = _nb_transpose(y)
+                if y == x:
+                    q[i, a] = -np.inf
+                    continue
+                empty = 0
+                for c in range(16):
+                    if (y >> _U(4 * c)) & _F == _U(0):
+                        empty += 1
+                total = np.float32(0.0)
+                for k in range(2):
+                    tile = _U(k + 1)
+                    w = np.float32(0.9 if k == 0 else 0.1) / np.float32(empty)
+                    for c in range(16):
+                        if (y >> _U(4 * c)) & _F == _U(0):
+                            child = y | (tile << _U(4 * c))
+                            best = _nb_best_q(
+                                child, lut, starts, seg, offsets, stage_exp, entries, move
+                            )
+                            total += best * w
+                q[i, a] = r + total
+
     @_nb.njit(parallel=True, cache=True)
     def _nb_values(boards, lut, starts, seg, offsets, stage_exp, entries, out):
         for i in _nb.prange(boards.shape[0]):
@@ -745,6 +795,14 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         )  # fmt: skip
         return act, after, rew, val
 
+    def expectimax2(lut, b):
+        threads()
+        out = torch.empty((b.shape[0], 4), dtype=torch.float32)
+        _nb_expectimax2(
+            _u64(b), lut.numpy(), starts, seg, offsets, stage_exp, entries, move, out.numpy()
+        )
+        return out
+
     def value(lut, b):
         threads()
         flat = b.reshape(-1)
@@ -768,7 +826,7 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         )  # fmt: skip
         return delta
 
-    return Backend("numba", q=q, best=best, value=value, update=update)
+    return Backend("numba", q=q, best=best, value=value, update=update, expectimax2=expectimax2)
 
 
 __all__ = [
