@@ -1,4 +1,9 @@
-"""The ``renshu`` command line: ``renshu envs | play | bench``."""
+"""The ``renshu`` command line: parsing only; the work happens in the library.
+
+``renshu envs | play | bench | train | eval | record | plot | sweep``. Every error a user can
+cause ends in one line ``renshu <command>: error: ...`` and exit status 2, never a traceback
+(``RENSHU_DEBUG=1`` shows it).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
-
-import torch
-
-from renshu.envs.base import random_legal_actions
-from renshu.runner.loop import NonFiniteLossError
 
 
 def _positive_int(text: str) -> int:
@@ -29,81 +28,92 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {value}")
     return value
 
 
-def cmd_envs(args: argparse.Namespace) -> int:
-    from renshu.envs.registry import GYM_IDS, NATIVE_ENVS
-
-    print("Native batched environments (renshu train/bench/play NAME):")
-    for spec in NATIVE_ENVS.values():
-        alias = f" (alias: {', '.join(spec.aliases)})" if spec.aliases else ""
-        print(f"  {spec.name:<12} {spec.description}{alias}")
-        for key, values in spec.options.items():
-            print(f"  {'':<12}   option {key}: {values}")
-    print("\nRegistered with Gymnasium (gymnasium.make after `import renshu`):")
-    for env_id in GYM_IDS:
-        print(f"  {env_id}")
-    return 0
-
-
-def cmd_play(args: argparse.Namespace) -> int:
-    from renshu.envs.registry import resolve_name
-
-    name = resolve_name(args.env)
-    if name != "game2048":
-        print(f"renshu play supports 2048 only, not {args.env!r}", file=sys.stderr)
-        return 2
-    from renshu.play import play_2048
-
-    play_2048(seed=args.seed, invalid_move=args.invalid_move)
-    return 0
-
-
-def measure_throughput(env, seconds: float, seed: int = 0, warmup_steps: int = 5) -> float:
-    """Random-policy env steps per second (steps x num_envs / wall seconds)."""
-    generator = torch.Generator(device=env.device).manual_seed(seed)
-    _, info = env.reset(seed=seed)
-    mask = info["action_mask"]
-    for _ in range(warmup_steps):
-        _, _, _, _, info = env.step(random_legal_actions(info["action_mask"], generator))
-    if env.device.type == "cuda":
-        torch.cuda.synchronize()
-    steps = 0
-    start = time.perf_counter()
-    while True:
-        mask = info["action_mask"]
-        _, _, _, _, info = env.step(random_legal_actions(mask, generator))
-        steps += 1
-        if steps % 8 == 0 or env.num_envs < 64:
-            if env.device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                return steps * env.num_envs / elapsed
-
-
-def _env_options(pairs: list[str], flag: str = "--env-option") -> dict[str, str]:
-    """``["obs=onehot", ...]`` from repeated --env-option flags -> ``{"obs": "onehot"}``."""
-    bad = [kv for kv in pairs if "=" not in kv]
+def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    """``["obs=onehot", ...]`` from repeated KEY=VALUE flags -> ``{"obs": "onehot"}``."""
+    bad = [kv for kv in pairs if "=" not in kv or not kv.split("=", 1)[0]]
     if bad:
         raise ValueError(f"{flag} takes KEY=VALUE, got {bad[0]!r}")
     return dict(kv.split("=", 1) for kv in pairs)
 
 
+# -- renshu envs / play / bench ----------------------------------------------------------------
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from renshu.envs.specs import NATIVE
+
+    print("Native batched environments (renshu train/bench/play NAME):")
+    for spec in NATIVE.values():
+        alias = f" (alias: {', '.join(spec.aliases)})" if spec.aliases else ""
+        print(f"  {spec.name:<12} {spec.description}{alias}")
+        budget = f"default budget {spec.default_steps:,} steps"
+        limit = f", {spec.max_episode_steps}-step episodes" if spec.max_episode_steps else ""
+        print(f"  {'':<12}   {budget}{limit}; presets: {', '.join(sorted(spec.presets)) or '-'}")
+        for option in spec.all_options:
+            print(f"  {'':<12}   option {option.describe()}")
+    print(
+        '\nAtari (pip install "renshu[atari]"): ALE/<Game>-v5 (sticky actions 0.25), or '
+        "<Game>NoFrameskip-v4 / <Game>-v4\n  (v4 settings on ALE: repeat_action_probability=0, "
+        "the minimal action set); DeepMind preprocessing,\n  84x84x4 grey frames. Options: "
+        "repeat_action_probability, full_action_space, frame_skip, noop_max, frame_stack, ...\n"
+        "  (`renshu envs ALE/Breakout-v5` lists them)."
+    )
+    import gymnasium
+
+    ours = sorted(k for k in gymnasium.registry if k.startswith("renshu/"))
+    print("\nRegistered with Gymnasium (gymnasium.make / make_vec after `import renshu`):")
+    print("  " + ", ".join(ours))
+    print(
+        "\nAny other Gymnasium id with discrete actions (e.g. CartPole-v1); its options are its "
+        "constructor's\n  arguments (`renshu envs ID` lists them)."
+    )
+    if args.env:
+        from renshu.envs.specs import resolve
+
+        spec = resolve(args.env)
+        print(f"\n{spec.name}: {spec.description}")
+        if spec.note:
+            print(f"  {spec.note}")
+        for option in spec.all_options:
+            print(f"  option {option.describe()}")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from renshu.envs.specs import NATIVE, resolve
+
+    spec = resolve(args.env)
+    if spec.play is None:
+        playable = ", ".join(s.name for s in NATIVE.values() if s.play is not None)
+        raise ValueError(f"renshu play has no terminal version of {spec.name}; it plays {playable}")
+    from renshu.config import import_object
+
+    import_object(spec.play)(
+        seed=args.seed, **spec.parse_options({"invalid_move": args.invalid_move})
+    )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from renshu.envs.base import resolve_device
     from renshu.envs.registry import make_env
+    from renshu.envs.throughput import measure_throughput
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    options = _env_options(args.env_option)
+    options = _key_values(args.env_option, "--env-option")
     env = make_env(args.env, num_envs=args.num_envs, device=device, seed=args.seed, **options)
     env.check = False  # actions come from the mask: skip the per-step host-side check
     sps = measure_throughput(env, args.seconds, seed=args.seed)
+    env.close()
     result = {
         "env": args.env,
         "num_envs": args.num_envs,
@@ -121,42 +131,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_record(args: argparse.Namespace) -> int:
-    from renshu.runner.record import random_policy, record, record_episode
-
-    if args.run is not None:
-        from renshu.runner.loop import load_trained
-
-        algo, spec = load_trained(args.run, device=args.device)
-        explain = None
-        if args.explain:
-            from renshu.runner.record import explainer
-
-            explain = explainer(algo, spec, args.explain_prompt, args.explain_tokens)
-        result = record_episode(
-            algo, spec, args.out, seed=args.seed, max_steps=args.max_steps, fps=args.fps,
-            explain=explain,
-        )  # fmt: skip
-    else:
-        if args.explain:
-            raise ValueError("--explain needs a RUN trained with --encoder hf-vlm")
-        if args.policy != "random":
-            raise ValueError(
-                f"unknown policy {args.policy!r}; give a RUN directory or --policy random"
-            )
-        act, values = random_policy(args.seed if args.seed is not None else 0)
-        result = record(
-            args.env, {}, act, values, args.out, seed=args.seed or 0,
-            max_steps=args.max_steps, fps=args.fps, title="random policy",
-        )  # fmt: skip
-    print(f"wrote {result['out']}: {result['steps']} steps, return {result['return']:g}")
-    return 0
-
-
-TRAIN_RUN_FLAGS = ("steps", "minutes", "seed", "device", "target_return", "eval_every",
-                   "eval_episodes", "threads", "backend", "num_workers", "ray_address",
-                   "encoder", "encoder_model", "encoder_prompt")  # fmt: skip
-
+# -- renshu train ------------------------------------------------------------------------------
 
 _TRAIN_SWITCHES = ("--overwrite", "--no-progress", "-h", "--help")  # train options without a value
 
@@ -190,54 +165,66 @@ def _read_config_file(path: str) -> dict:
         raise ValueError(f"config file {path}: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a table/object of config fields")
-    return data
+    env = data.pop("env", {})
+    if not isinstance(env, dict):
+        raise ValueError(f"config file {path}: [env] must be a table of env options")
+    return {"values": data, "env": env}
+
+
+def _run_fields() -> list[str]:
+    from renshu.runner.run import run_flag_fields
+
+    return [f.name for f in run_flag_fields()]
+
+
+def _given_flags(args: argparse.Namespace, names: set[str]) -> list[str]:
+    """The flags among ``names`` (argparse dests) given on the command line."""
+    return [
+        "--" + key.split("_", 1)[1].replace("_", "-") if key.startswith(("cfg_", "run_"))
+        else "--" + key.replace("_", "-")
+        for key, value in vars(args).items()
+        if key in names and value not in (None, False, [])
+    ]  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from renshu.algos import get_algorithm
-    from renshu.config import overrides_from_args
-    from renshu.runner.loop import RunSpec, resume_run, start_run
+    from renshu.config import coerce, overrides_from_args
+    from renshu.runner import RunSpec, resume_run, start_run
 
+    fields = _run_fields()
     if args.resume:
         # A resumed run keeps its own config.json; only --steps may raise its budget (and a
         # Ray run may continue on another cluster: --ray-address).
-        fixed = {*TRAIN_RUN_FLAGS, "run_dir", "config", "env_option", "encoder_option"}
-        fixed.add("overwrite")
-        fixed -= {"steps", "ray_address"}
-        given = [
-            "--" + key.removeprefix("cfg_").replace("_", "-")
-            for key, value in vars(args).items()
-            if value is not None
-            and value is not False
-            and value != []
-            and (key in fixed or key.startswith("cfg_"))
-        ]
+        fixed = {f"run_{n}" for n in fields} - {"run_steps", "run_ray_address"}
+        fixed |= {"run_dir", "config", "env_option", "encoder_option", "overwrite"}
+        fixed |= {k for k in vars(args) if k.startswith("cfg_")}
+        given = _given_flags(args, fixed)
         if given:
             raise ValueError(
                 f"--resume continues {args.resume} with its own config.json; "
                 f"{', '.join(given)} cannot change it (only --steps can raise the budget)"
             )
+        run = overrides_from_args(args, RunSpec, "run_", "run setting")
         summary = resume_run(
-            args.resume, steps=args.steps, progress=not args.no_progress,
-            ray_address=args.ray_address,
+            args.resume, steps=run.get("steps"), progress=not args.no_progress,
+            ray_address=run.get("ray_address"),
         )  # fmt: skip
         run_dir = args.resume
     else:
-        from renshu.config import coerce
+        from renshu.algos import get_algorithm
 
         cls = get_algorithm(args.algo)
-        values = _read_config_file(args.config) if args.config else {}
-        run_values = coerce(
-            RunSpec, {k: values.pop(k) for k in list(values) if k in TRAIN_RUN_FLAGS}
-        )
+        from_file = _read_config_file(args.config) if args.config else {"values": {}, "env": {}}
+        values = from_file["values"]
+        run_values = coerce(RunSpec, {k: values.pop(k) for k in list(values) if k in fields})
+        run_values.update(overrides_from_args(args, RunSpec, "run_", "run setting"))
         values.update(overrides_from_args(args, cls.config_class))
-        options = _env_options(args.env_option)
-        spec = RunSpec(algo=args.algo, env=args.env, env_options=options, **run_values)
-        spec.encoder_options = _env_options(args.encoder_option, "--encoder-option")
-        for name in TRAIN_RUN_FLAGS:
-            if getattr(args, name) is not None:
-                setattr(spec, name, getattr(args, name))
-        if spec.backend != "ray" and (args.num_workers or spec.ray_address):
+        env_options = {**from_file["env"], **_key_values(args.env_option, "--env-option")}
+        spec = RunSpec(
+            algo=args.algo, env=args.env, env_options=env_options,
+            encoder_options=_key_values(args.encoder_option, "--encoder-option"), **run_values,
+        )  # fmt: skip
+        if spec.backend != "ray" and ("num_workers" in run_values or spec.ray_address):
             raise ValueError("--num-workers and --ray-address go with --backend ray")
         run_dir, summary = start_run(
             spec, values, run_dir=args.run_dir, overwrite=args.overwrite,
@@ -248,6 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(run_dir, summary: dict) -> None:
+    from renshu.runner import LATEST
+
     print(
         f"\n{summary['status']}: {summary['env_steps']:,} env steps in "
         f"{summary['wall_seconds']:.1f} s ({summary['steps_per_second']:,.0f} steps/s)"
@@ -263,8 +252,6 @@ def _print_summary(run_dir, summary: dict) -> None:
             f"last evaluation: mean return {ev['mean_return']:.2f} over {ev['episodes']} episodes"
         )
     if summary["status"] == "interrupted":
-        from renshu.runner.loop import LATEST
-
         if os.path.isfile(os.path.join(run_dir, LATEST)):
             print(f"checkpoint saved; continue with: renshu train --resume {run_dir}")
         else:  # a second Ctrl-C inside the first update
@@ -278,9 +265,14 @@ def _print_summary(run_dir, summary: dict) -> None:
         print(f"TensorBoard:   tensorboard --logdir {run_dir}/tensorboard")
 
 
+# -- renshu eval / record / plot / sweep ---------------------------------------------------------
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from renshu.runner.evaluate import evaluate, summarize
-    from renshu.runner.loop import load_trained, make_eval_env
+    import torch
+
+    from renshu.runner import load_trained
+    from renshu.runner.evaluate import evaluate, make_eval_env, summarize
 
     algo, spec = load_trained(args.run, device=args.device)
     env = make_eval_env(spec, args.episodes, algo.device)
@@ -288,14 +280,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lambda o, m: algo.act(o, m, deterministic=not args.stochastic), env, args.episodes,
         seed=args.seed,
     )  # fmt: skip
-    result = summarize(stats)
+    result = summarize(stats, spec.env_spec)
     results = {f"{spec.algo} (greedy)" if not args.stochastic else spec.algo: result}
     if args.compare_random:
         from renshu.runner.record import random_policy
 
         act, _ = random_policy(args.seed)
         env = make_eval_env(spec, args.episodes, torch.device("cpu"))
-        result["random"] = summarize(evaluate(act, env, args.episodes, seed=args.seed))
+        result["random"] = summarize(evaluate(act, env, args.episodes, seed=args.seed),
+                                     spec.env_spec)  # fmt: skip
         results["random play"] = result["random"]
     if args.json:
         print(json.dumps(result))
@@ -304,20 +297,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
     names = list(results)
     print(f"  {'':<22}" + "".join(f"{n:>18}" for n in names))
     rows = [("mean return", "mean_return", "{:.1f}"), ("std return", "std_return", "{:.1f}")]
-    if "mean_score" in result:
-        rows.append(("mean score", "mean_score", "{:.1f}"))
-    if "success_rate" in result:
-        rows.append(("success rate", "success_rate", "{:.1%}"))
+    for extra, how in spec.env_spec.extras.items():
+        if how == "mean":
+            rows.append((f"mean {extra}", f"mean_{extra}", "{:.1f}"))
+        elif how == "rate":
+            rows.append((f"{extra} rate", f"{extra}_rate", "{:.1%}"))
     for label, key, fmt in rows:
         print(f"  {label:<22}" + "".join(f"{fmt.format(results[n][key]):>18}" for n in names))
-    if "max_tile_counts" in result:
-        tiles = sorted({int(t) for r in results.values() for t in r["max_tile_counts"]})
-        for tile in tiles:
-            cells = [
-                results[n]["max_tile_counts"].get(str(tile), 0) / results[n]["episodes"]
-                for n in names
-            ]
-            print(f"  {'max tile ' + str(tile):<22}" + "".join(f"{c:>18.1%}" for c in cells))
+    for extra, how in spec.env_spec.extras.items():
+        if how != "counts":
+            continue
+        key = f"{extra}_counts"
+        values = sorted({int(t) for r in results.values() for t in r.get(key, {})})
+        for value in values:
+            cells = [results[n][key].get(str(value), 0) / results[n]["episodes"] for n in names]
+            label = f"{extra.replace('_', ' ')} {value}"
+            print(f"  {label:<22}" + "".join(f"{c:>18.1%}" for c in cells))
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from renshu.runner.record import random_policy, record, record_episode
+
+    if args.run is not None:
+        from renshu.runner import load_trained
+
+        algo, spec = load_trained(args.run, device=args.device)
+        explain = None
+        if args.explain:
+            from renshu.runner.record import explainer
+
+            explain = explainer(algo, spec, args.explain_prompt, args.explain_tokens)
+        result = record_episode(
+            algo, spec, args.out, seed=args.seed, max_steps=args.max_steps, fps=args.fps,
+            explain=explain,
+        )  # fmt: skip
+    else:
+        from renshu.runner import RunSpec
+
+        if args.explain:
+            raise ValueError("--explain needs a RUN trained with --encoder hf-vlm")
+        if args.policy != "random":
+            raise ValueError(
+                f"unknown policy {args.policy!r}; give a RUN directory or --policy random"
+            )
+        seed = args.seed if args.seed is not None else 0
+        spec = RunSpec(env=args.env, seed=seed).resolved()
+        act, values = random_policy(seed)
+        result = record(
+            spec, act, values, args.out, seed=seed, max_steps=args.max_steps, fps=args.fps,
+            title="random policy",
+        )  # fmt: skip
+    print(f"wrote {result['out']}: {result['steps']} steps, return {result['return']:g}")
     return 0
 
 
@@ -351,6 +382,46 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _add_train(sub, train_algo: str | None) -> None:
+    from renshu.algos import algorithm_names
+    from renshu.config import add_config_arguments
+    from renshu.runner import RunSpec
+
+    p = sub.add_parser(
+        "train",
+        help="train an agent (default: ppo on game2048)",
+        description="Train ALGO on ENV. Every config field of the algorithm is a flag below "
+        "(`renshu train ALGO --help` lists that algorithm's fields).",
+    )
+    p.add_argument(
+        "algo", nargs="?", default="ppo", help=f"{' | '.join(algorithm_names())} (default ppo)"
+    )
+    p.add_argument("env", nargs="?", default="game2048", help="environment (default game2048)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-...)")
+    p.add_argument("--config", default=None,
+                   help="JSON or TOML file of config fields and run settings, with an [env] "
+                   "table of env options")  # fmt: skip
+    p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. obs=onehot (repeatable; `renshu envs ENV` "
+                   "lists them)")  # fmt: skip
+    p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="encoder option (repeatable): cache=N (LRU entries), every_k=K (reuse "
+                   "features for K steps), features=first_token_logits, dtype=, batch_size=, "
+                   "quantize=4bit, device=, state_text= (see docs/encoders.md)")  # fmt: skip
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(p, RunSpec, "run_", "run settings", _run_fields())
+    p.set_defaults(func=cmd_train)
+    if train_algo is not None:
+        from renshu.algos import get_algorithm
+
+        add_config_arguments(p, get_algorithm(train_algo).config_class)
+
+
 def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="renshu", description="renshu: fast, correct deep RL on batched tensor games."
@@ -358,7 +429,8 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("envs", help="list the environments")
+    p = sub.add_parser("envs", help="list the environments (and one env's options)")
+    p.add_argument("env", nargs="?", default=None, help="also list this environment's options")
     p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("play", help="play a game in the terminal (2048: arrows or wasd, q quits)")
@@ -397,59 +469,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
                    help="longest answer in tokens for --explain (default 24)")  # fmt: skip
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser(
-        "train",
-        help="train an agent (default: ppo on game2048)",
-        description="Train ALGO on ENV. Every config field of the algorithm is a flag below "
-        "(`renshu train ALGO --help` lists that algorithm's fields).",
-    )
-    from renshu.algos import algorithm_names
-
-    p.add_argument(
-        "algo", nargs="?", default="ppo", help=f"{' | '.join(algorithm_names())} (default ppo)"
-    )
-    p.add_argument("env", nargs="?", default="game2048", help="environment (default game2048)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="env step budget")
-    p.add_argument("--minutes", type=_positive_float, default=None, help="wall-clock budget")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda (default auto)")
-    p.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-...)")
-    p.add_argument("--target-return", type=float, default=None,
-                   help="stop when the periodic evaluation's mean return reaches this")  # fmt: skip
-    p.add_argument("--eval-every", type=_positive_int, default=None, help="env steps between evals")
-    p.add_argument("--eval-episodes", type=_positive_int, default=None, help="episodes per eval")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--backend", choices=["local", "ray"], default=None,
-                   help="local (default) or ray: collect on Ray worker actors")  # fmt: skip
-    p.add_argument("--num-workers", type=_positive_int, default=None,
-                   help="Ray workers with --backend ray (default 2)")  # fmt: skip
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join the Ray cluster at ADDR (host:port), not a local Ray")  # fmt: skip
-    p.add_argument("--config", default=None, help="JSON or TOML file of config fields")
-    p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment option, e.g. obs=onehot (repeatable)")  # fmt: skip
-    from renshu.encoders import encoder_names
-
-    p.add_argument("--encoder", default=None, metavar="NAME",
-                   help=f"frozen pretrained encoder whose features the agent gets next to the "
-                   f"observation (dqn, ppo): {' | '.join(encoder_names())}")  # fmt: skip
-    p.add_argument("--encoder-model", default=None, metavar="PATH_OR_ID",
-                   help="the encoder's model: a local folder or a Hugging Face id")  # fmt: skip
-    p.add_argument("--encoder-prompt", default=None, metavar="TEXT",
-                   help="hf-vlm: the question asked with every frame")  # fmt: skip
-    p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="encoder option (repeatable): cache=N (LRU entries), every_k=K (reuse "
-                   "features for K steps), features=first_token_logits, dtype=, batch_size=, "
-                   "quantize=4bit, device=, state_text= (see docs/encoders.md)")  # fmt: skip
-    p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
-    if train_algo is not None:
-        from renshu.algos import get_algorithm
-        from renshu.config import add_config_arguments
-
-        add_config_arguments(p, get_algorithm(train_algo).config_class)
+    _add_train(sub, train_algo)
 
     p = sub.add_parser("eval", help="evaluate a trained run")
     p.add_argument("run", help="run directory")
@@ -485,6 +505,8 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from renshu.errors import CheckpointError, NonFiniteLossError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_train_algo_name(argv))
     args = parser.parse_args(argv)
@@ -492,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (
         ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, ConnectionError,
-        MemoryError, NonFiniteLossError,
+        MemoryError, NonFiniteLossError, CheckpointError,
     ) as e:  # fmt: skip
         # Errors a user can cause get one clear line, not a traceback (RENSHU_DEBUG=1 shows it).
         if os.environ.get("RENSHU_DEBUG"):

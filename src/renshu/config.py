@@ -10,6 +10,7 @@ import argparse
 import ast
 import dataclasses
 import functools
+import importlib
 import inspect
 import textwrap
 import types
@@ -56,6 +57,7 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def _parse_value(text: str, base: type, optional: bool, name: str) -> Any:
+    """``text`` as ``base`` (``name`` says what is read, for the error message)."""
     if optional and text.lower() in ("none", "null", ""):
         return None
     try:
@@ -67,41 +69,64 @@ def _parse_value(text: str, base: type, optional: bool, name: str) -> Any:
             raise ValueError
         if base is tuple:
             return tuple(int(x) for x in text.replace(",", " ").split())
+        if base is int:
+            return _whole(text)
         return base(text)
     except ValueError:
-        raise ValueError(
-            f"config field {name!r}: cannot read {text!r} as {base.__name__}"
-        ) from None
+        raise ValueError(f"{name}: cannot read {text!r} as {base.__name__}") from None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add one ``--field-name`` flag per config field (help from the field docstring)."""
+def _whole(text: str) -> int:
+    """An int from ``"1000"`` or ``"1e6"`` (a whole number written as a float), else ValueError."""
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    dest_prefix: str = "cfg_",
+    title: str | None = None,
+    names: list[str] | None = None,
+) -> None:
+    """Add one ``--field-name`` flag per field of ``cls`` (or of ``names``), with the field
+    docstring as help; the values land in ``args.<dest_prefix><field>`` (None if not given)."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} (config fields)")
+    group = parser.add_argument_group(title or f"{cls.__name__} (config fields)")
     for f in dataclasses.fields(cls):
+        if names is not None and f.name not in names:
+            continue
         base, optional = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        flag = "--" + prefix + f.name.replace("_", "-")
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
-            flag,
-            dest=f"cfg_{f.name}",
+            "--" + f.name.replace("_", "-"),
+            dest=dest_prefix + f.name,
             default=None,
             metavar=base.__name__.upper() if base is not tuple else "N,N",
-            help=f"{docs.get(f.name, '')} (default: {shown})",
+            help=doc if "default" in (doc := docs.get(f.name, "")) else f"{doc} (default: {shown})",
         )
 
 
-def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The config values given on the command line, parsed to their field types."""
+def overrides_from_args(
+    args: argparse.Namespace, cls: type, dest_prefix: str = "cfg_", what: str = "config field"
+) -> dict[str, Any]:
+    """The values given on the command line, parsed to their field types; an unreadable value
+    raises a ValueError naming the flag."""
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
-        text = getattr(args, f"cfg_{f.name}", None)
+        text = vars(args).get(dest_prefix + f.name)
         if text is not None:
             base, optional = _base_type(hints[f.name])
-            out[f.name] = _parse_value(str(text), base, optional, f.name)
+            label = f"--{f.name.replace('_', '-')} ({what} {f.name!r})"
+            out[f.name] = _parse_value(str(text), base, optional, label)
     return out
 
 
@@ -129,13 +154,20 @@ def coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, base) and not (base is int and isinstance(value, bool)):
             out[name] = value
         elif isinstance(value, str):
-            out[name] = _parse_value(value, base, optional, name)
+            out[name] = _parse_value(value, base, optional, f"config field {name!r}")
         else:
             raise ValueError(
                 f"config field {name!r}: expected {base.__name__}, "
                 f"got {type(value).__name__} {value!r}"
             )
     return out
+
+
+def import_object(path: str) -> Any:
+    """The object at ``"package.module:name"`` (how renshu's registries name their entries,
+    so that a name costs no import until it is used)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("ray")
 
 from renshu.distributed import check_reachable, require_ray  # noqa: E402
-from renshu.runner.loop import RunSpec, start_run  # noqa: E402
+from renshu.runner import RunSpec, start_run  # noqa: E402
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
 

@@ -8,12 +8,12 @@ import torch
 
 pytest.importorskip("ray")
 
-from renshu.algos import PRESETS  # noqa: E402
-from renshu.distributed import RayEnv, WorkerPool, attach  # noqa: E402
+from renshu.distributed import RayEnv, RemoteCollector, WorkerPool  # noqa: E402
 from renshu.envs.registry import make_env  # noqa: E402
+from renshu.envs.specs import resolve  # noqa: E402
+from renshu.runner import LATEST, RunSpec, Trainer, load_trained, start_run  # noqa: E402
 from renshu.runner.checkpoint import load_checkpoint  # noqa: E402
 from renshu.runner.evaluate import evaluate, summarize  # noqa: E402
-from renshu.runner.loop import LATEST, RunSpec, Trainer, load_trained, start_run  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +31,9 @@ def _remote_and_local(algo_name: str, config, seed: int = 3):
     factory = functools.partial(make_env, "cartpole", device="cpu")
     pool = WorkerPool(algo_name, config, factory, [config.num_envs], seed=seed)
     env = RayEnv(pool)
-    remote = attach(cls(env, config, seed=seed), algo_name, env)
+    remote = cls(env, config, seed=seed)
     local = cls(make_env("cartpole", num_envs=config.num_envs, seed=seed), config, seed=seed)
-    return remote, local, env
+    return remote, RemoteCollector(remote, env), local, env
 
 
 def test_one_worker_collects_exactly_what_a_local_run_collects():
@@ -42,11 +42,10 @@ def test_one_worker_collects_exactly_what_a_local_run_collects():
     from renshu.algos.ppo import PPOConfig
 
     config = PPOConfig(num_envs=4, num_steps=16, hidden=(16,))
-    remote, local, env = _remote_and_local("ppo", config)
+    remote, collect, local, env = _remote_and_local("ppo", config)
     try:
         for _ in range(2):
-            a = remote.collector.collect(remote.policy)
-            b = local.collector.collect(local.policy)
+            a, b = collect(0.0), local.collect(0.0)
             for name in ("obs", "actions", "logprobs", "values", "rewards", "terminated",
                          "truncated", "masks", "final_values", "next_value"):  # fmt: skip
                 torch.testing.assert_close(getattr(a, name), getattr(b, name), msg=name)
@@ -63,9 +62,9 @@ def test_grpo_on_one_worker_matches_local_episodes():
     from renshu.algos.grpo import GRPOConfig
 
     config = GRPOConfig(group_size=4, num_groups=2, hidden=(16,))
-    remote, local, env = _remote_and_local("grpo", config)
+    remote, collect, local, env = _remote_and_local("grpo", config)
     try:
-        a, b = remote.collect(), local.collect()
+        a, b = collect(0.0), local.collect(0.0)
         for name in ("obs", "actions", "logprobs", "rewards", "valid", "finished"):
             torch.testing.assert_close(getattr(a, name), getattr(b, name), msg=name)
         assert int(a.valid.sum()) > 8  # real episodes were played
@@ -81,14 +80,15 @@ def test_dqn_on_one_worker_stores_what_a_local_run_stores():
 
     config = DQNConfig(num_envs=4, hidden=(16,), learning_starts=24, train_freq=16,
                        gradient_steps=0, buffer_size=256, target_update_interval=32)  # fmt: skip
-    remote, local, env = _remote_and_local("dqn", config)
+    remote, collect, local, env = _remote_and_local("dqn", config)
     try:
-        for algo in (remote, local):
-            algo.progress = 0.05  # epsilon 0.525: both random and greedy actions
+        progress = 0.05  # epsilon 0.525: both random and greedy actions
         for _ in range(5):
-            a, b = remote.update(), local.update()
+            a, b = collect(progress), local.collect(progress)
+            remote.learn(a, progress)
+            local.learn(b, progress)
             for key in ("return", "length"):
-                torch.testing.assert_close(a["episodes"].get(key), b["episodes"].get(key))
+                torch.testing.assert_close(a.episodes.get(key), b.episodes.get(key))
         assert remote.env_steps == local.env_steps == 80 and remote.added == 80
         for name in ("actions", "rewards", "terminal", "done"):
             torch.testing.assert_close(getattr(remote.buffer, name), getattr(local.buffer, name))
@@ -138,7 +138,7 @@ def test_ppo_two_workers_solves_cartpole(tmp_path, seed):
     assert summary["last_eval"]["episodes"] == 100
     assert summary["last_eval"]["mean_return"] >= 475.0
     log = (run_dir / "log.txt").read_text()
-    half = PRESETS[("ppo", "cartpole")]["num_envs"] // 2
+    half = resolve("cartpole").preset("ppo")["num_envs"] // 2
     assert "ray backend: 2 workers" in log and f"envs per worker [{half}, {half}]" in log
 
 
@@ -198,7 +198,7 @@ def test_killed_workers_are_replaced_and_training_completes(tmp_path, monkeypatc
 
 def test_interrupted_ray_run_resumes_to_its_budget(tmp_path):
     """A Ray run stopped after 5 updates continues from its checkpoint with new workers."""
-    from renshu.runner.loop import resume_run
+    from renshu.runner import resume_run
 
     spec = _spec(0, 4096, target_return=None, eval_every=4096, eval_episodes=10)
     run_dir, summary = start_run(

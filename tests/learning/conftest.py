@@ -3,6 +3,7 @@
 import pytest
 
 from renshu.envs.registry import make_env
+from renshu.envs.specs import resolve
 from renshu.runner.evaluate import evaluate, summarize
 from renshu.runner.record import random_policy
 
@@ -16,4 +17,4 @@ def random_2048_play() -> dict:
     of a seed-0 run's first evaluation."""
     act, _ = random_policy(0)
     env = make_env("game2048", num_envs=1000, seed=0)
-    return summarize(evaluate(act, env, 1000, seed=FIRST_EVAL_SEED))
+    return summarize(evaluate(act, env, 1000, seed=FIRST_EVAL_SEED), resolve("game2048"))

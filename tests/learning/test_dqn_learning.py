@@ -2,7 +2,7 @@
 
 import pytest
 
-from renshu.runner.loop import RunSpec, start_run
+from renshu.runner import RunSpec, start_run
 
 
 def test_dqn_solves_cartpole_two_of_three_seeds(tmp_path):

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 
 pytest.importorskip("transformers", reason="needs the llm extra: renshu[llm]")
 
-from renshu.runner.loop import RunSpec, start_run  # noqa: E402
+from renshu.runner import RunSpec, start_run  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -1,6 +1,6 @@
 """Learning bar for PPO on the 4x3 grid world (seeded, CPU, one thread)."""
 
-from renshu.runner.loop import RunSpec, start_run
+from renshu.runner import RunSpec, start_run
 
 
 def test_ppo_solves_gridworld(tmp_path):

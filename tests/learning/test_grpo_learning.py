@@ -1,7 +1,7 @@
 """Learning bar for GRPO (seeded, CPU, one thread): the runner's CartPole preset, same-start
 groups, no critic."""
 
-from renshu.runner.loop import RunSpec, start_run
+from renshu.runner import RunSpec, start_run
 
 
 def test_grpo_solves_cartpole_two_of_three_seeds(tmp_path):

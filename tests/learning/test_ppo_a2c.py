@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from renshu.runner.loop import RunSpec, start_run
+from renshu.runner import RunSpec, start_run
 
 
 def _solve(tmp_path, algo: str, seed: int, steps: int) -> dict:

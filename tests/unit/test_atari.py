@@ -7,13 +7,15 @@ import json
 import pytest
 import torch
 
+from renshu.algos.base import update
+
 pytest.importorskip("ale_py")
 
 from renshu.algos.dqn import DQN, DQNConfig  # noqa: E402
 from renshu.core.buffers import ReplayBuffer  # noqa: E402
 from renshu.envs.atari import AtariEnv, rom_for  # noqa: E402
 from renshu.envs.registry import make_env  # noqa: E402
-from renshu.runner.loop import RunSpec, start_run  # noqa: E402
+from renshu.runner import RunSpec, start_run  # noqa: E402
 
 
 def test_unknown_game_lists_close_matches():
@@ -125,8 +127,8 @@ def test_dqn_learns_from_clipped_rewards_but_logs_the_game_score():
     algo = DQN(env, cfg, seed=0)
     logged = []
     while algo.env_steps < 1_200:
-        metrics = algo.update()
-        logged += metrics["episodes"].get("return", torch.zeros(0)).tolist()
+        batch, metrics = update(algo, 0.0)
+        logged += batch.episodes.get("return", torch.zeros(0)).tolist()
     assert "loss/td" in metrics and torch.isfinite(torch.tensor(metrics["loss/td"]))
     assert len(logged) >= 4 and logged == env.finished
     assert sum(logged) > 0  # random Breakout play scores a few points

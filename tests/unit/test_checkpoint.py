@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from renshu.runner import checkpoint
-from renshu.runner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from renshu.runner.checkpoint import (
+    VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 class Planted:
@@ -46,7 +51,7 @@ def test_round_trip_keeps_tensors_nested_data_and_dtypes(tmp_path):
     path = save_checkpoint(tmp_path / "checkpoints" / "latest.pt", payload)
     assert path == tmp_path / "checkpoints" / "latest.pt"
     data = load_checkpoint(path)
-    assert data["format"] == "renshu-checkpoint" and data["version"] == 1
+    assert data["format"] == "renshu-checkpoint" and data["version"] == VERSION
     state = data["algo_state"]
     assert torch.equal(state["policy"]["w"], payload["algo_state"]["policy"]["w"])
     assert state["policy"]["w"].dtype == torch.float32
@@ -150,6 +155,10 @@ def test_foreign_and_wrong_version_files(tmp_path):
     torch.save({"format": "renshu-checkpoint", "version": 99}, future)
     with pytest.raises(CheckpointError, match="format version 99"):
         load_checkpoint(future)
+    older = tmp_path / "older.pt"  # renshu 0.1's format: refused, saying why
+    torch.save({"format": "renshu-checkpoint", "version": 1, **_payload()}, older)
+    with pytest.raises(CheckpointError, match="version 1; this renshu reads version 2.*older"):
+        load_checkpoint(older)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
@@ -159,7 +168,7 @@ def test_foreign_and_wrong_version_files(tmp_path):
 def test_corrupt_bytes_always_give_a_checkpoint_error(tmp_path):
     """Random bytes and every kind of truncation: one CheckpointError, never another error."""
     good = io.BytesIO()
-    torch.save({"format": "renshu-checkpoint", "version": 1, **_payload()}, good)
+    torch.save({"format": "renshu-checkpoint", "version": VERSION, **_payload()}, good)
     good = good.getvalue()
     gen = torch.Generator().manual_seed(0)
     blobs = [b"", good[:10], good[: len(good) // 2], good[:-1], good[:-100]]

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from renshu import cli
-from renshu.algos import PRESETS
 from renshu.envs.base import FunctionalEnv
+from renshu.envs.specs import resolve
+from renshu.runner import LATEST, RunSpec, Trainer, start_run
 from renshu.runner.checkpoint import load_checkpoint
-from renshu.runner.loop import LATEST, RunSpec, Trainer, start_run
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -104,7 +104,7 @@ def test_train_writes_every_artefact(cartpole_run):
     assert config["algo"] == "ppo" and config["env"] == "cartpole"
     assert config["run"]["steps"] == 2048 and config["run"]["seed"] == 0
     assert config["algo_config"]["num_envs"] == 4 and config["algo_config"]["num_steps"] == 64
-    preset = PRESETS[("ppo", "cartpole")]  # the cartpole preset underneath the flags
+    preset = resolve("cartpole").preset("ppo")  # the cartpole preset underneath the flags
     assert config["algo_config"]["learning_rate"] == preset["learning_rate"]
     assert config["algo_config"]["update_epochs"] == preset["update_epochs"]
 

@@ -3,17 +3,23 @@
 import pytest
 import torch
 
-from renshu.algos.dqn import DQN, DQNConfig, QNetwork, linear_schedule
+from renshu.algos.base import update
+from renshu.algos.dqn import DQN, DQNConfig, QNetwork
 from renshu.cli import main
+from renshu.core.schedules import annealed, linear
 from renshu.envs.registry import make_env
 
 
 def test_linear_epsilon_schedule():
-    assert linear_schedule(1.0, 0.05, 0.1, 0.0) == 1.0
-    assert linear_schedule(1.0, 0.05, 0.1, 0.05) == pytest.approx(0.525)
-    assert linear_schedule(1.0, 0.05, 0.1, 0.1) == pytest.approx(0.05)
-    assert linear_schedule(1.0, 0.05, 0.1, 0.7) == pytest.approx(0.05)
-    assert linear_schedule(1.0, 0.05, 0.0, 0.0) == 0.05
+    assert linear(1.0, 0.05, 0.0, fraction=0.1) == 1.0
+    assert linear(1.0, 0.05, 0.05, fraction=0.1) == pytest.approx(0.525)
+    assert linear(1.0, 0.05, 0.1, fraction=0.1) == pytest.approx(0.05)
+    assert linear(1.0, 0.05, 0.7, fraction=0.1) == pytest.approx(0.05)
+    assert linear(1.0, 0.05, 0.0, fraction=0.0) == 0.05
+    assert annealed(3e-3, True, 0.25) == pytest.approx(2.25e-3)
+    assert annealed(3e-3, False, 0.25) == 3e-3
+    algo = _dqn(exploration_fraction=0.1, exploration_final_eps=0.05)
+    assert algo.exploration(0.05) == pytest.approx(0.525)
 
 
 def _dqn(**kw):
@@ -33,7 +39,7 @@ def test_hard_target_update_every_n_env_steps():
     copies = []
     for _ in range(6):  # 8 env steps per update: the target follows at 24 and 48
         before = _flat(algo.target)
-        algo.update()
+        update(algo, 0.0)
         changed = not torch.equal(before, _flat(algo.target))
         copies.append(changed)
     assert copies == [False, False, True, False, False, True]
@@ -68,7 +74,7 @@ def test_exploration_and_greedy_actions_respect_the_action_mask():
     env = algo.env
     obs, info = env.reset(seed=3)
     for eps_progress in (0.0, 1.0):  # epsilon 1 (all random), then 0.05
-        algo.progress = eps_progress
+        algo.epsilon = algo.exploration(eps_progress)
         for _ in range(30):
             mask = info["action_mask"]
             for deterministic in (True, False):
@@ -77,7 +83,7 @@ def test_exploration_and_greedy_actions_respect_the_action_mask():
             obs, _, _, _, info = env.step(algo.act(obs, mask, deterministic=False))
     # The training collector too: every stored action was legal where it was taken.
     for _ in range(4):
-        algo.update()
+        update(algo, 0.0)
     buf = algo.buffer
     rows = buf.size
     legal = buf.data["mask"][:rows].gather(2, buf.actions[:rows].unsqueeze(2))

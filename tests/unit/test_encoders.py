@@ -15,7 +15,7 @@ from renshu.encoders.base import (
 )
 
 
-class SumEncoder:
+class SumEncoder(Encoder):
     """features = (sum of the row, number of the call that computed it); counts its work."""
 
     name = "sum"

@@ -9,18 +9,19 @@ import pytest
 import torch
 
 from renshu import cli
+from renshu.algos.base import update
 from renshu.algos.dqn import DQN, DQNConfig
 from renshu.algos.ppo import PPO, PPOConfig
 from renshu.core.nets import FeatureTorso
 from renshu.encoders import base as encoders_base
-from renshu.encoders.base import EveryK
+from renshu.encoders.base import Encoder, EveryK
 from renshu.envs.registry import make_env
-from renshu.runner.loop import RunSpec, load_trained, resume_run, start_run
+from renshu.runner import RunSpec, load_trained, resume_run, start_run
 
 FEATURES = 6
 
 
-class ProjectionEncoder:
+class ProjectionEncoder(Encoder):
     """A stand-in frozen model: a fixed random projection of the flattened observation.
     Counts its forward calls and rows, and notes each batch size."""
 
@@ -73,7 +74,7 @@ def test_dqn_encodes_once_per_env_step_and_never_while_learning():
     )  # fmt: skip
     algo = DQN(env, config, seed=0, encoder=encoder)
     assert isinstance(algo.q.torso, FeatureTorso)
-    assert (encoder.calls, encoder.rows) == (1, 4)  # the reset observations
+    assert (encoder.calls, encoder.rows) == (0, 0)  # the env starts at the first collection
     counter = CountCuts(env)
     train_round = algo._train_round
     during_training = []
@@ -86,7 +87,7 @@ def test_dqn_encodes_once_per_env_step_and_never_while_learning():
 
     algo._train_round = counted_round
     for _ in range(10):
-        algo.update()
+        update(algo, 0.0)
     vector_steps = 10 * algo.vector_steps
     assert algo.grad_steps == 9 * 3 and during_training == [0] * 9  # from update 2 on
     assert counter.cuts > 0  # final observations were needed
@@ -113,12 +114,13 @@ def test_ppo_encodes_once_per_env_step_and_never_while_learning():
     algo = PPO(env, config, seed=0, encoder=encoder)
     counter = CountCuts(env)
     cut_calls = 0
-    for _ in range(3):
+    for i in range(3):
         before = encoder.calls
-        algo.update()
+        update(algo, 0.0)
+        first = int(i == 0)  # the reset observations, encoded by the first collection
         # 8 env steps, plus at most one call for the final observations of the rollout's cuts
-        cut_calls += encoder.calls - before - 8
-        assert encoder.calls - before in (8, 9)
+        cut_calls += encoder.calls - before - 8 - first
+        assert encoder.calls - before - first in (8, 9)
     assert counter.cuts > 0 and cut_calls >= 1
     # 4 x (1 + 24) rows for the env batch, and the cut rows once: the 3 x 3 x 4 minibatch steps
     # ran no encoder.

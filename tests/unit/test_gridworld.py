@@ -8,7 +8,10 @@ from renshu.core.nets import NatureCNN, make_torso
 from renshu.envs.base import FunctionalEnv
 from renshu.envs.gridworld import GOAL, PIT, START, WALL, GridWorld, cell
 from renshu.envs.registry import make_env
+from renshu.envs.specs import resolve
 from renshu.runner.evaluate import evaluate, summarize
+
+GRID = resolve("gridworld")
 
 LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 
@@ -228,13 +231,13 @@ def test_success_rate_in_the_evaluation_summary():
         return plan[obs.argmax(1)]
 
     env = FunctionalEnv(GridWorld(slip=0), num_envs=4, max_episode_steps=100, seed=0)
-    summary = summarize(evaluate(act, env, episodes=10, seed=0))
+    summary = summarize(evaluate(act, env, episodes=10, seed=0), GRID)
     assert summary["success_rate"] == 1.0 and summary["mean_return"] == pytest.approx(0.84)
     # Right along the bottom row, then up past the pit: with slips it sometimes falls in.
     # Its exact success probability comes from a hand-written model of the textbook rules.
     plan = torch.tensor([RIGHT, RIGHT, RIGHT, UP, UP, UP, UP, UP, RIGHT, RIGHT, UP, LEFT])
     env = FunctionalEnv(GridWorld(), num_envs=100, max_episode_steps=100, seed=0)
-    summary = summarize(evaluate(act, env, episodes=4000, seed=0))
+    summary = summarize(evaluate(act, env, episodes=4000, seed=0), GRID)
     exact = _success_probability(plan.tolist(), slip=0.2, steps=100)
     assert 0.7 < exact < 0.9
     sd = (exact * (1 - exact) / 4000) ** 0.5
@@ -243,18 +246,18 @@ def test_success_rate_in_the_evaluation_summary():
     pit_plan = torch.full((12,), RIGHT)
     pit_plan[cell(2, 3)] = UP
     env = FunctionalEnv(GridWorld(slip=0), num_envs=4, max_episode_steps=100, seed=0)
-    summary = summarize(evaluate(lambda o, m: pit_plan[o.argmax(1)], env, episodes=8, seed=0))
+    summary = summarize(evaluate(lambda o, m: pit_plan[o.argmax(1)], env, episodes=8, seed=0), GRID)
     assert summary["success_rate"] == 0.0 and summary["mean_return"] == pytest.approx(-1.12)
 
 
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"obs": "pixels"}, "obs must be one of"),
-        ({"slip": "1.5"}, "slip must be a number in [0.0, 1.0]"),
-        ({"slip": "lots"}, "slip must be a number"),
-        ({"step_cost": "x"}, "step_cost must be a number"),
-        ({"walls": "2"}, "unknown option(s) ['walls'] for environment 'gridworld'"),
+        ({"obs": "pixels"}, "env option 'obs' of gridworld must be one of onehot, coords, rgb"),
+        ({"slip": "1.5"}, "env option 'slip' of gridworld must be a float in [0, 1], got 1.5"),
+        ({"slip": "lots"}, "env option 'slip' of gridworld must be a float in [0, 1], got 'lots'"),
+        ({"step_cost": "x"}, "env option 'step_cost' of gridworld must be a float"),
+        ({"walls": "2"}, "unknown env option 'walls' for gridworld. Valid options: obs"),
     ],
 )
 def test_bad_options_are_one_clear_error(options, message):
@@ -273,7 +276,7 @@ def test_options_from_the_command_line_are_parsed():
 
 def test_ppo_trains_on_rgb_frames(tmp_path):
     """PPO runs end to end on the image observation (NatureCNN torso), eval reports success."""
-    from renshu.runner.loop import RunSpec, start_run
+    from renshu.runner import RunSpec, start_run
 
     spec = RunSpec(
         algo="ppo", env="gridworld", env_options={"obs": "rgb"}, seed=0, steps=64,

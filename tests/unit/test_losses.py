@@ -1,11 +1,11 @@
-"""The closed-form PPO loss node against PPO's loss written plainly with autograd, and the
-log-probability helpers against torch.distributions."""
+"""PPO's loss and its closed-form gradient against the loss written plainly with autograd, and
+the log-probability helpers against torch.distributions."""
 
 import pytest
 import torch
 from torch import nn
 
-from renshu.core.losses import ppo_loss
+from renshu.core.losses import PPOCoefs, PPOMinibatch, ppo_loss_and_grad
 from renshu.core.policy import log_prob, log_prob_entropy, masked_logits
 
 N, A, CLIP = 64, 4, 0.2
@@ -54,6 +54,17 @@ def _case(seed: int, masked: bool):
     return net, obs, (mask, actions, old_logp, adv, old_values, returns)
 
 
+def _closed_form(logits, value, mask, actions, old_logp, adv, old_values, returns, clip_vloss,
+                 ent_coef, vf_coef):  # fmt: skip
+    """renshu's loss, with its output gradients taken through the graph of the outputs (what
+    ``ActorCritic.gradient`` does)."""
+    mb = PPOMinibatch(None, None, mask, actions, old_logp, adv, old_values, returns)
+    coefs = PPOCoefs(CLIP, clip_vloss, ent_coef, vf_coef)
+    loss, stats, g_logits, g_value = ppo_loss_and_grad(logits.detach(), value.detach(), mb, coefs)
+    torch.autograd.backward((logits, value), (g_logits, g_value))
+    return loss, torch.stack(stats)
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("clip_vloss", [True, False])
 @pytest.mark.parametrize("ent_coef", [0.0, 0.01])
@@ -66,33 +77,33 @@ def test_ppo_loss_value_stats_and_gradients_equal_autograd(masked, clip_vloss, e
     ref_grads = torch.autograd.grad(ref_loss, list(net.parameters()))
 
     out = net(obs)
-    loss, stats = ppo_loss(out[:, :A], out[:, A], *args, CLIP, clip_vloss, ent_coef, 0.5)
-    grads = torch.autograd.grad(loss, list(net.parameters()))
+    net.zero_grad(set_to_none=True)
+    loss, stats = _closed_form(out[:, :A], out[:, A], *args, clip_vloss, ent_coef, 0.5)
+    grads = [p.grad for p in net.parameters()]
 
     # The case exercises what it is meant to: clipped and unclipped ratios, clipped values.
     ratio_clipfrac = float(ref_stats[4])
     assert 0.2 < ratio_clipfrac < 0.9
-    assert not stats.requires_grad
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-6)
+    assert not loss.requires_grad and not stats.requires_grad
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stats, ref_stats, rtol=1e-6, atol=1e-6)
     for got, want in zip(grads, ref_grads):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
-def test_ppo_loss_gradient_is_zero_on_illegal_logits_and_scales_with_the_upstream_gradient():
+def test_ppo_loss_gradient_is_zero_on_illegal_logits():
     _, _, (mask, actions, old_logp, adv, old_values, returns) = _case(5, masked=True)
     logits = torch.randn(N, A, requires_grad=True)
     value = torch.randn(N, requires_grad=True)
-    loss, _ = ppo_loss(logits, value, mask, actions, old_logp, adv, old_values, returns,
-                       CLIP, True, 0.01, 0.5)  # fmt: skip
-    (3.0 * loss).backward()
+    _closed_form(logits, value, mask, actions, old_logp, adv, old_values, returns, True, 0.01,
+                 0.5)  # fmt: skip
     assert logits.grad[~mask].abs().max() == 0
     assert logits.grad[mask].abs().max() > 0
     ref_logits = logits.detach().clone().requires_grad_()
     ref_value = value.detach().clone().requires_grad_()
     ref, _ = _reference(ref_logits, ref_value, mask, actions, old_logp, adv, old_values, returns,
                         True, 0.01, 0.5)  # fmt: skip
-    (3.0 * ref).backward()
+    ref.backward()
     torch.testing.assert_close(logits.grad, ref_logits.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(value.grad, ref_value.grad, rtol=1e-5, atol=1e-7)
 

@@ -487,13 +487,17 @@ def test_learning_round_by_hand():
         0.5,
         lay,
         counts=torch.zeros(expect.shape, dtype=torch.int32),
+        cap=8.0,  # the default collision_cap
     )
     assert torch.equal(algo.tables, expect) and algo.env_steps == 8
 
 
 def test_game_over_moves_the_last_afterstate_toward_zero():
     env = make_env("game2048", num_envs=1, seed=0)
-    algo = NTuple(env, NTupleConfig(num_envs=1, tuples="0,1", init_value=100.0, backend="torch"))
+    algo = NTuple(
+        env,
+        NTupleConfig(num_envs=1, tuples="0,1", init_value=100.0, collision_cap=1, backend="torch"),
+    )
     # a full board that one move leaves full and stuck
     stuck = [[2, 4, 2, 4], [4, 2, 4, 2], [2, 4, 2, 4], [4, 2, 4, 8]]
     after = board_from_exponents(

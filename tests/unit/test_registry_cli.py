@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from renshu import cli
-from renshu.envs.registry import make_env, resolve_name
+from renshu.envs.registry import make_env
+from renshu.envs.specs import resolve
 
 
 def test_make_env_by_name_and_alias():
@@ -14,7 +15,7 @@ def test_make_env_by_name_and_alias():
     obs, info = env.reset()
     assert obs.shape == (8, 16, 4, 4) and obs.dtype == torch.float32
     assert info["action_mask"].shape == (8, 4)
-    assert resolve_name("game2048") == "game2048"
+    assert resolve("game2048").name == "game2048"
 
 
 def test_unknown_env_lists_known_ones():

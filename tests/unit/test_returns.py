@@ -2,7 +2,7 @@
 
 import torch
 
-from renshu.core.returns import discounted_returns, gae, normalize
+from renshu.core.returns import gae, normalize
 
 F, T_ = False, True
 
@@ -47,6 +47,22 @@ def test_gae_termination_and_truncation():
     torch.testing.assert_close(adv2[1, 1], torch.tensor(1.0 - 3.0))
 
 
+def _discounted(r, term, trunc, next_value, gamma, final=None):
+    """n-step bootstrapped returns, one env and one step at a time."""
+    T, N = r.shape
+    out = torch.empty_like(r)
+    for n in range(N):
+        running = float(next_value[n])
+        for t in reversed(range(T)):
+            if term[t, n]:
+                running = 0.0
+            elif trunc[t, n]:
+                running = 0.0 if final is None else float(final[t, n])
+            running = float(r[t, n]) + gamma * running
+            out[t, n] = running
+    return out
+
+
 def test_gae_lambda_one_equals_discounted_return_minus_value():
     torch.manual_seed(0)
     r, v = torch.randn(6, 3), torch.randn(6, 3)
@@ -54,17 +70,19 @@ def test_gae_lambda_one_equals_discounted_return_minus_value():
     trunc = torch.zeros(6, 3, dtype=torch.bool)
     nv = torch.randn(3)
     adv, ret = gae(r, v, term, trunc, nv, gamma=0.97, lam=1.0)
-    torch.testing.assert_close(ret, discounted_returns(r, term, trunc, nv, gamma=0.97))
+    torch.testing.assert_close(ret, _discounted(r, term, trunc, nv, gamma=0.97))
+    torch.testing.assert_close(adv, ret - v)
 
 
-def test_discounted_returns_by_hand():
+def test_lambda_one_returns_bootstrap_from_final_values_by_hand():
     r = _t([[1.0], [1.0], [1.0], [1.0]])
     term = torch.tensor([[F], [T_], [F], [F]])
     trunc = torch.tensor([[F], [F], [F], [T_]])
     final = _t([[0.0], [0.0], [0.0], [8.0]])
-    out = discounted_returns(r, term, trunc, _t([100.0]), gamma=0.5, final_values=final)
+    _, out = gae(r, torch.zeros(4, 1), term, trunc, _t([100.0]), 0.5, 1.0, final)
     # t=3 truncated: 1 + 0.5*8 = 5; t=2: 1 + 0.5*5 = 3.5; t=1 terminated: 1; t=0: 1.5
     torch.testing.assert_close(out[:, 0], _t([1.5, 1.0, 3.5, 5.0]))
+    torch.testing.assert_close(out, _discounted(r, term, trunc, _t([100.0]), 0.5, final))
 
 
 def test_normalize():

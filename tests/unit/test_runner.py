@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from renshu.envs.base import FunctionalEnv
+from renshu.runner import LATEST, NonFiniteLossError, RunSpec, Trainer, resume_run, start_run
 from renshu.runner.checkpoint import load_checkpoint
-from renshu.runner.loop import (
-    LATEST,
-    NonFiniteLossError,
-    RunSpec,
-    Trainer,
-    resume_run,
-    start_run,
-)
 
 WALL_COLUMNS = ("wall_seconds", "charts/steps_per_second")
 

@@ -1,6 +1,6 @@
 """Synchronous advantage actor-critic (A2C) over batched TensorEnvs.
 
-One ``update()`` = collect ``num_steps x num_envs`` transitions, compute n-step bootstrapped
+``collect`` steps ``num_steps x num_envs`` transitions; ``learn`` computes n-step bootstrapped
 returns per env along time (bootstrapping on truncation from the final observation's value, not
 on termination), and take one gradient step on
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,7 +22,6 @@ from renshu.config import check, check_network
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
-    anneal_learning_rate,
     build_actor_critic,
     explained_variance,
     load_on_policy_state,
@@ -31,11 +31,14 @@ from renshu.core.policy import (
     policy_actions,
 )
 from renshu.core.returns import gae, normalize
-from renshu.core.rollout import RolloutCollector
+from renshu.core.rollout import Rollout, RolloutCollector
+from renshu.core.schedules import annealed, set_learning_rate
 
 
 @dataclass(frozen=True)
 class A2CConfig:
+    env_multiple: ClassVar[int] = 1  # a Ray worker's share of the envs may be any count
+
     num_envs: int = 8
     """number of environments stepped in parallel"""
     num_steps: int = 5
@@ -77,7 +80,7 @@ class A2CConfig:
             self.learning_rate,
         )
         for name in ("ent_coef", "vf_coef"):
-            check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+            check(vars(self)[name] >= 0, name, "must be >= 0", vars(self)[name])
         check(self.optimizer in ("rmsprop", "adam"), "optimizer", "rmsprop or adam", self.optimizer)
         check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
         check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
@@ -87,9 +90,15 @@ class A2CConfig:
 
 
 class A2C:
+    name = "a2c"
     config_class = A2CConfig
+    takes_encoder = False
 
-    def __init__(self, env, config: A2CConfig, seed: int = 0):
+    def __init__(
+        self, env, config: A2CConfig, seed: int = 0, *, encoder=None, learner: bool = True
+    ):
+        if encoder is not None:
+            raise ValueError("A2C takes no encoder features; --encoder works with dqn and ppo")
         self.env = env
         self.config = config
         self.device = env.device
@@ -102,7 +111,6 @@ class A2C:
         else:
             self.optimizer = adam(params, config.learning_rate)
         self.collector = RolloutCollector(env, config.num_steps, seed, self.generator)
-        self.progress = 0.0
         self.env_steps = 0
 
     @property
@@ -115,11 +123,13 @@ class A2C:
     def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
         return action_probabilities(self.policy, obs, mask)
 
-    def update(self) -> dict:
+    def collect(self, progress: float) -> Rollout:
+        return self.collector.collect(self.policy)
+
+    def learn(self, ro: Rollout, progress: float) -> dict[str, float]:
         cfg = self.config
-        lr = anneal_learning_rate(self.optimizer, cfg, self.progress)
-        ro = self.collector.collect(self.policy)
-        self.env_steps += self.steps_per_update
+        lr = set_learning_rate(self.optimizer, annealed(cfg.learning_rate, cfg.anneal_lr, progress))
+        self.env_steps += ro.env_steps
         advantages, returns = gae(
             ro.rewards * cfg.reward_scale, ro.values, ro.terminated, ro.truncated, ro.next_value,
             cfg.gamma, cfg.gae_lambda, ro.final_values,
@@ -148,8 +158,13 @@ class A2C:
             "train/learning_rate": lr,
             "train/explained_variance": explained_variance(ro.values.flatten(), returns.flatten()),
             "train/nonfinite_steps": bad,
-            "episodes": ro.episodes,
         }
+
+    def acting_state(self) -> dict:
+        return {"policy": self.policy.state_dict()}
+
+    def load_acting_state(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
 
     def state_dict(self) -> dict:
         return on_policy_state(self)

@@ -1,10 +1,10 @@
 """Deep Q-learning over batched TensorEnvs: Double DQN by default, with dueling heads, n-step
 returns and prioritized replay as options.
 
-One ``update()`` = ``train_freq`` env steps (``train_freq / num_envs`` steps of all envs at once)
+``collect`` takes ``train_freq`` env steps (``train_freq / num_envs`` steps of all envs at once)
 with an epsilon-greedy policy whose epsilon falls linearly from ``exploration_initial_eps`` to
 ``exploration_final_eps`` over the first ``exploration_fraction`` of the run's budget (random
-actions until ``learning_starts``), each transition written to the replay buffer; then
+actions until ``learning_starts``); ``learn`` writes them to the replay buffer and takes
 ``gradient_steps`` minibatch steps on the Huber loss of
 
     y = R_n + gamma^m * Q_target(s', argmax_a Q(s', a))     (Double DQN; plain: max_a Q_target)
@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,12 +48,15 @@ from renshu.core.nets import adam, guarded_step, make_torso, use_bf16_autocast
 from renshu.core.policy import masked_logits
 from renshu.core.returns import q_targets
 from renshu.core.rollout import FEATURE_DTYPE, encode_features
+from renshu.core.schedules import linear
 from renshu.encoders.base import Encoder, encoder_state, load_encoder_state, stateless
 from renshu.envs.base import random_legal_actions
 
 
 @dataclass(frozen=True)
 class DQNConfig:
+    env_multiple: ClassVar[int] = 1  # a Ray worker's share of the envs may be any count
+
     num_envs: int = 8
     """number of environments stepped in parallel"""
     buffer_size: int = 100_000
@@ -113,9 +118,9 @@ class DQNConfig:
 
     def __post_init__(self):
         for name in ("num_envs", "buffer_size", "batch_size", "train_freq", "n_step"):
-            check(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
+            check(vars(self)[name] >= 1, name, "must be >= 1", vars(self)[name])
         for name in ("learning_starts", "gradient_steps"):
-            check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+            check(vars(self)[name] >= 0, name, "must be >= 0", vars(self)[name])
         check(
             self.target_update_interval >= 1,
             "target_update_interval",
@@ -131,7 +136,7 @@ class DQNConfig:
         check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
         check(0 < self.tau <= 1, "tau", "must lie in (0, 1]", self.tau)
         for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
-            v = getattr(self, name)
+            v = vars(self)[name]
             check(0 <= v <= 1, name, "must lie in [0, 1]", v)
         check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
         check(self.per_alpha >= 0, "per_alpha", "must be >= 0", self.per_alpha)
@@ -178,6 +183,10 @@ def _q(net: QNetwork, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     return net(parts["obs"], parts.get("feat"))
 
 
+def _to_device(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if x is None else x.to(device)
+
+
 def _torch_dtype(space) -> torch.dtype:
     dtype = np.dtype(space.dtype)
     if dtype == np.float64:
@@ -185,22 +194,68 @@ def _torch_dtype(space) -> torch.dtype:
     return torch.from_numpy(np.zeros((), dtype=dtype)).dtype
 
 
-def linear_schedule(start: float, end: float, fraction: float, progress: float) -> float:
-    """``start`` -> ``end`` linearly over the first ``fraction`` of progress, then ``end``."""
-    if fraction <= 0:
-        return end
-    return start + (end - start) * min(1.0, progress / fraction)
+@dataclass
+class Transitions:
+    """``T`` vector steps of ``N`` envs, time first, as ``collect`` gathered them."""
+
+    obs: torch.Tensor  # [T, N, *obs_shape]: the observation each action was taken in
+    mask: torch.Tensor  # bool [T, N, A]: its legal actions
+    action: torch.Tensor  # int64 [T, N]
+    reward: torch.Tensor  # [T, N], as the env gave it (clipping and scaling happen in learn)
+    terminal: torch.Tensor  # bool [T, N]: learning stops here (termination or a lost life)
+    done: torch.Tensor  # bool [T, N]: the env's episode ended (auto-reset)
+    final_obs: torch.Tensor  # [T, N, *obs_shape]: the last observation where done
+    final_mask: torch.Tensor  # bool [T, N, A]
+    feat: torch.Tensor | None  # [T, N, D] encoder features of obs (None without an encoder)
+    final_feat: torch.Tensor | None  # [T, N, D] of final_obs where cut by the time limit
+    finished: dict[str, torch.Tensor]  # statistics of the episodes that ended, 1-D each
+
+    @property
+    def env_steps(self) -> int:
+        return self.action.numel()
+
+    @property
+    def episodes(self) -> dict[str, torch.Tensor]:
+        return self.finished
+
+    @classmethod
+    def concat(cls, parts: Sequence[Transitions]) -> Transitions:
+        """Transitions of consecutive env slices (same ``T``) joined along the env axis."""
+        if len(parts) == 1:
+            return parts[0]
+        joined: dict[str, Any] = {}
+        for f in fields(cls):
+            values = [vars(p)[f.name] for p in parts]
+            if f.name == "finished":
+                joined[f.name] = {k: torch.cat([v[k] for v in values]) for k in values[0]}
+            elif values[0] is None:
+                joined[f.name] = None
+            else:
+                joined[f.name] = torch.cat(values, dim=1)
+        return cls(**joined)
 
 
 class DQN:
+    name = "dqn"
     config_class = DQNConfig
+    takes_encoder = True
 
-    def __init__(self, env, config: DQNConfig, seed: int = 0, encoder: Encoder | None = None):
+    def __init__(
+        self,
+        env,
+        config: DQNConfig,
+        seed: int = 0,
+        *,
+        encoder: Encoder | None = None,
+        learner: bool = True,
+    ):
+        """``learner=False`` builds a copy that only collects (a Ray worker): no replay buffer,
+        target network or optimizer."""
         self.env = env
         self.config = config
         self.device = env.device
         self.encoder = encoder
-        cfg, N = config, env.num_envs
+        cfg = config
         feature_dim = 0 if encoder is None else encoder.out_dim
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         torch.manual_seed(seed)  # network initialisation
@@ -209,41 +264,48 @@ class DQN:
             feature_dim,
         ).to(self.device)  # fmt: skip
         self.q.bf16 = use_bf16_autocast(cfg.bf16, self.device, env.observation_space)
-        self.target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = adam(self.q.parameters(), cfg.learning_rate, eps=cfg.adam_eps)
-        parts = {
-            "obs": (tuple(env.observation_space.shape), _torch_dtype(env.observation_space)),
-            "mask": ((env.num_actions,), torch.bool),
-        }
-        if encoder is not None:
-            parts["feat"] = ((feature_dim,), FEATURE_DTYPE)
-        self.buffer = ReplayBuffer(
-            cfg.buffer_size, N, parts, self.device, n_step=cfg.n_step, gamma=cfg.gamma,
-            frame_stack=getattr(env, "frame_stack", None),
-            frame_padding=getattr(env, "frame_padding", "zeros"),
-            prioritized=cfg.prioritized, alpha=cfg.per_alpha, eps=cfg.per_eps,
-            max_episode_steps=getattr(env, "max_episode_steps", None),
-        )  # fmt: skip
-        self.vector_steps = max(1, round(cfg.train_freq / N))
-        self.obs, info = env.reset(seed=seed)
-        self.mask = info["action_mask"]
-        self.feat = None if encoder is None else encode_features(encoder, self.obs)
-        self.all_legal = torch.ones(N, env.num_actions, dtype=torch.bool, device=self.device)
-        self.progress = 0.0  # fraction of the run's budget used, set by the runner
+        self.learner = learner
+        if learner:
+            self.target = copy.deepcopy(self.q).requires_grad_(False)
+            self.optimizer = adam(self.q.parameters(), cfg.learning_rate, eps=cfg.adam_eps)
+            self.buffer = self._make_buffer(feature_dim)
+        # The collection of one round: train_freq transitions over the run's num_envs (a Ray
+        # worker steps a share of them, as many vector steps as the learner would).
+        self.vector_steps = max(1, round(cfg.train_freq / cfg.num_envs))
+        # The env is reset by the first collection (a learner whose workers collect never
+        # steps its own env).
+        self.seed = seed
+        self.obs = self.mask = self.feat = None
+        self.epsilon = cfg.exploration_initial_eps  # of the latest collection
         self.env_steps = 0
         self.added = 0  # transitions written to this buffer (resets when a resume drops it)
         self.grad_steps = 0
 
-    @property
-    def steps_per_update(self) -> int:
-        return self.vector_steps * self.env.num_envs
+    def _make_buffer(self, feature_dim: int) -> ReplayBuffer:
+        cfg, env = self.config, self.env
+        parts = {
+            "obs": (tuple(env.observation_space.shape), _torch_dtype(env.observation_space)),
+            "mask": ((env.num_actions,), torch.bool),
+        }
+        if feature_dim:
+            parts["feat"] = ((feature_dim,), FEATURE_DTYPE)
+        return ReplayBuffer(
+            cfg.buffer_size, cfg.num_envs, parts, self.device, n_step=cfg.n_step,
+            gamma=cfg.gamma, frame_stack=env.frame_stack, frame_padding=env.frame_padding,
+            prioritized=cfg.prioritized, alpha=cfg.per_alpha, eps=cfg.per_eps,
+            max_episode_steps=env.max_episode_steps,
+        )  # fmt: skip
 
     @property
-    def epsilon(self) -> float:
+    def steps_per_update(self) -> int:
+        return self.vector_steps * self.config.num_envs
+
+    def exploration(self, progress: float) -> float:
+        """Epsilon at ``progress``: falling linearly over ``exploration_fraction`` of the run."""
         cfg = self.config
-        return linear_schedule(
-            cfg.exploration_initial_eps, cfg.exploration_final_eps,
-            cfg.exploration_fraction, self.progress,
+        return linear(
+            cfg.exploration_initial_eps, cfg.exploration_final_eps, progress,
+            cfg.exploration_fraction,
         )  # fmt: skip
 
     def features(self, obs: torch.Tensor) -> torch.Tensor | None:
@@ -253,99 +315,68 @@ class DQN:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, mask: torch.Tensor | None = None, deterministic=True):
-        q = self.q(obs, self.features(obs))
-        greedy = masked_logits(q, mask).argmax(-1)
-        if deterministic:
-            return greedy
-        legal = mask if mask is not None else torch.ones_like(q, dtype=torch.bool)
-        explore = torch.rand(obs.shape[0], generator=self.generator, device=obs.device)
-        explore = explore < self.epsilon
-        return torch.where(explore, random_legal_actions(legal, self.generator), greedy)
+        """Greedy actions, or epsilon-greedy ones (the latest collection's epsilon)."""
+        legal = mask if mask is not None else torch.ones(
+            obs.shape[0], self.env.num_actions, dtype=torch.bool, device=obs.device
+        )  # fmt: skip
+        eps = 0.0 if deterministic else self.epsilon
+        return self._actions(obs, legal, self.features(obs), eps, random_only=False)
 
     @torch.no_grad()
     def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
         return "Q-values", self.q(obs, self.features(obs))
 
-    # -- one iteration ---------------------------------------------------------------------
-
-    @torch.no_grad()
-    def _collect(self, stats: dict[str, list[torch.Tensor]]) -> None:
-        cfg, env = self.config, self.env
-        eps = self.epsilon
-        for _ in range(self.vector_steps):
-            obs, mask, feat = self.obs, self.mask, self.feat
-            random_only = self.env_steps < cfg.learning_starts
-            action = self.choose_actions(obs, mask, feat, eps, random_only)
-            self.obs, reward, terminated, _, info = env.step(action)
-            self.mask = info["action_mask"]
-            final_feat = None
-            if self.encoder is not None:  # once per env step, on the obs the step returned
-                self.feat = encode_features(self.encoder, self.obs, info["done"])
-                final_feat = self._final_features(info, self._terminal(terminated, info))
-            self.store(obs, mask, action, reward, terminated, info, stats, feat, final_feat)
-
-    def choose_actions(
-        self,
-        obs: torch.Tensor,
-        mask: torch.Tensor,
-        feat: torch.Tensor | None,
-        eps: float,
-        random_only: bool,
-    ) -> torch.Tensor:
-        """Epsilon-greedy legal actions; uniformly random legal ones while ``random_only``
-        (before ``learning_starts``). Ray workers act with this too."""
-        random_actions = random_legal_actions(mask, self.generator)
+    def _actions(self, obs, mask, feat, eps: float, random_only: bool) -> torch.Tensor:
+        """Epsilon-greedy legal actions; uniformly random legal ones while ``random_only``."""
         if random_only:
-            return random_actions
+            return random_legal_actions(mask, self.generator)
         greedy = masked_logits(self.q(obs, feat), mask).argmax(-1)
+        if eps <= 0:
+            return greedy
+        random_actions = random_legal_actions(mask, self.generator)
         explore = torch.rand(obs.shape[0], generator=self.generator, device=self.device) < eps
         return torch.where(explore, random_actions, greedy)
 
-    @staticmethod
-    def _terminal(terminated: torch.Tensor, info: dict) -> torch.Tensor:
-        """Where learning stops: termination, or a lost life (Atari)."""
-        if "life_loss" in info:
-            return terminated | info["life_loss"]
-        return terminated
+    # -- collection ---------------------------------------------------------------------------
 
-    def store(
-        self,
-        obs: torch.Tensor,
-        mask: torch.Tensor,
-        action: torch.Tensor,
-        reward: torch.Tensor,
-        terminated: torch.Tensor,
-        info: dict,
-        stats: dict[str, list[torch.Tensor]],
-        feat: torch.Tensor | None = None,
-        final_feat: torch.Tensor | None = None,
-    ) -> None:
-        """One vector step of transitions (collected here or by Ray workers) into the replay
-        buffer; counts the env steps, updates the target network on schedule, keeps the
-        finished episodes' statistics."""
-        cfg, N = self.config, obs.shape[0]
-        terminal = self._terminal(terminated, info)
-        if cfg.clip_rewards:
-            reward = reward.sign()
-        if cfg.reward_scale != 1.0:
-            reward = reward * cfg.reward_scale
-        final = {
-            "obs": info["final_obs"],
-            "mask": info.get("final_action_mask", self.all_legal),
-        }
-        parts = {"obs": obs, "mask": mask}
-        if feat is not None:
-            parts["feat"] = feat
-            final["feat"] = final_feat
-        self.buffer.add(parts, action, reward, terminal, info["done"], final)
-        self.added += N
-        before = self.env_steps
-        self.env_steps += N
-        if self.env_steps // cfg.target_update_interval > before // cfg.target_update_interval:
-            self._update_target()
-        done = info["done"]
-        for key, value in info["episode"].items():
-            stats.setdefault(key, []).append(value[done])
+    @torch.no_grad()
+    def collect(self, progress: float) -> Transitions:
+        """``vector_steps`` steps of the env, epsilon-greedy (random actions until
+        ``learning_starts`` env steps, counted over the run's ``num_envs``)."""
+        cfg, env = self.config, self.env
+        if self.obs is None:
+            self.obs, info = env.reset(seed=self.seed)
+            self.mask = info["action_mask"]
+            if self.encoder is not None:
+                self.feat = encode_features(self.encoder, self.obs)
+        self.epsilon = eps = self.exploration(progress)
+        rows: dict[str, list[torch.Tensor]] = {f.name: [] for f in fields(Transitions)}
+        finished: dict[str, list[torch.Tensor]] = {}
+        for t in range(self.vector_steps):
+            obs, mask, feat = self.obs, self.mask, self.feat
+            random_only = self.env_steps + t * cfg.num_envs < cfg.learning_starts
+            action = self._actions(obs, mask, feat, eps, random_only)
+            self.obs, reward, terminated, _, info = env.step(action)
+            self.mask = info["action_mask"]
+            # A lost life (Atari) ends the return for learning; the game itself goes on.
+            terminal = terminated | info["life_loss"] if "life_loss" in info else terminated
+            row = {
+                "obs": obs, "mask": mask, "action": action, "reward": reward,
+                "terminal": terminal, "done": info["done"], "final_obs": info["final_obs"],
+                "final_mask": info["final_action_mask"] if "final_action_mask" in info
+                else torch.ones_like(mask),
+            }  # fmt: skip
+            if self.encoder is not None:  # once per env step, on the obs the step returned
+                self.feat = encode_features(self.encoder, self.obs, info["done"])
+                row["feat"] = feat
+                row["final_feat"] = self._final_features(info, terminal)
+            for key, value in row.items():
+                rows[key].append(value)
+            done = info["done"]
+            for key, value in info["episode"].items():
+                finished.setdefault(key, []).append(value[done])
+        stacked = {k: torch.stack(v) if v else None for k, v in rows.items() if k != "finished"}
+        return Transitions(**stacked, finished={k: torch.cat(v) for k, v in finished.items()})
 
     def _final_features(self, info: dict, terminal: torch.Tensor) -> torch.Tensor:
         """Features of the final observations, computed only for the rows the buffer keeps
@@ -357,13 +388,35 @@ class DQN:
             out[rows] = encode_features(stateless(self.encoder), info["final_obs"][rows])
         return out
 
+    # -- learning -----------------------------------------------------------------------------
+
+    def store(self, tr: Transitions) -> None:
+        """Write the transitions into the replay buffer in time order, counting env steps and
+        following the target network on its schedule."""
+        cfg = self.config
+        reward = tr.reward.sign() if cfg.clip_rewards else tr.reward
+        if cfg.reward_scale != 1.0:
+            reward = reward * cfg.reward_scale
+        for t in range(tr.action.shape[0]):
+            parts = {"obs": tr.obs[t], "mask": tr.mask[t]}
+            final = {"obs": tr.final_obs[t], "mask": tr.final_mask[t]}
+            if tr.feat is not None:
+                parts["feat"], final["feat"] = tr.feat[t], tr.final_feat[t]
+            self.buffer.add(parts, tr.action[t], reward[t], tr.terminal[t], tr.done[t], final)
+            n = tr.action.shape[1]
+            self.added += n
+            before = self.env_steps
+            self.env_steps += n
+            if self.env_steps // cfg.target_update_interval > before // cfg.target_update_interval:
+                self._update_target()
+
     def _update_target(self) -> None:
-        online = list(self.q.parameters())
-        target = list(self.target.parameters())
-        if self.config.tau >= 1.0:
-            torch._foreach_copy_(target, online)
-        else:
-            torch._foreach_lerp_(target, online, self.config.tau)
+        with torch.no_grad():
+            for target, online in zip(self.target.parameters(), self.q.parameters()):
+                if self.config.tau >= 1.0:
+                    target.copy_(online)
+                else:
+                    target.lerp_(online, self.config.tau)
 
     def _learn_ready(self) -> bool:
         cfg = self.config
@@ -413,15 +466,13 @@ class DQN:
             sums += torch.stack(self._gradient_step(b, nt))
         return sums
 
-    def update(self) -> dict:
+    def learn(self, tr: Transitions, progress: float) -> dict[str, float]:
         cfg = self.config
-        stats: dict[str, list[torch.Tensor]] = {}
-        self._collect(stats)
+        self.store(tr)
         sums = torch.zeros(3, device=self.device)  # loss, q mean, skipped steps
         steps = 0
         if self._learn_ready() and cfg.gradient_steps > 0:
-            beta = cfg.per_beta + (1.0 - cfg.per_beta) * self.progress
-            sums = self._train_round(beta)
+            sums = self._train_round(linear(cfg.per_beta, 1.0, progress))
             steps = cfg.gradient_steps
             self.grad_steps += steps
         loss, q_mean, skipped = (sums / max(steps, 1)).tolist()
@@ -430,7 +481,6 @@ class DQN:
             "train/gradient_steps": self.grad_steps,
             "train/buffer_size": len(self.buffer),
             "train/nonfinite_steps": skipped * max(steps, 1),
-            "episodes": {key: torch.cat(values) for key, values in stats.items()},
         }
         if steps:
             metrics["loss/td"] = loss
@@ -438,6 +488,13 @@ class DQN:
         return metrics
 
     # -- checkpoints -----------------------------------------------------------------------
+
+    def acting_state(self) -> dict:
+        return {"q": self.q.state_dict(), "env_steps": self.env_steps}
+
+    def load_acting_state(self, state: dict) -> None:
+        self.q.load_state_dict(state["q"])
+        self.env_steps = int(state["env_steps"])
 
     def state_dict(self) -> dict:
         state = {
@@ -447,6 +504,7 @@ class DQN:
             "generator": self.generator.get_state(),
             "obs": self.obs,
             "mask": self.mask,
+            "epsilon": self.epsilon,
             "env_steps": self.env_steps,
             "added": self.added,
             "grad_steps": self.grad_steps,
@@ -463,12 +521,15 @@ class DQN:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.obs = state["obs"].to(self.device)
-        self.mask = state["mask"].to(self.device)
+        self.obs, self.mask = (
+            _to_device(state["obs"], self.device),
+            _to_device(state["mask"], self.device),
+        )
+        self.epsilon = float(state["epsilon"])
         if self.encoder is not None:
             if "feat" not in state:
                 raise ValueError("the checkpoint was saved without an encoder")
-            self.feat = state["feat"].to(self.device)
+            self.feat = _to_device(state["feat"], self.device)
             load_encoder_state(self.encoder, state["encoder"])
         self.env_steps = int(state["env_steps"])
         self.grad_steps = int(state["grad_steps"])

@@ -1,7 +1,7 @@
 """Group Relative Policy Optimization (GRPO): a clipped policy gradient without a critic.
 
 GRPO (DeepSeekMath, DeepSeek-R1) judges each episode against the other episodes of its group
-instead of against a learned value. One ``update()``:
+instead of against a learned value. ``collect`` plays the groups (1), ``learn`` does 2 and 3:
 
 1. **Groups.** The ``group_size * num_groups`` envs are reset so that each block of
    ``group_size`` envs starts from one identical state (``group_start="same"``: a native game's
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -40,16 +41,17 @@ import torch
 from torch import nn
 
 from renshu.config import check, check_network
-from renshu.core.nets import adam, layer_init, make_torso
+from renshu.core.losses import GRPOStats, aggregation_weights, grpo_loss
+from renshu.core.nets import adam, guarded_step, layer_init, make_torso
 from renshu.core.policy import (
     action_probabilities,
-    anneal_learning_rate,
     log_prob,
     masked_logits,
     policy_actions,
     sample,
 )
-from renshu.core.returns import group_advantages, kl_k3, reward_to_go
+from renshu.core.returns import group_advantages, reward_to_go
+from renshu.core.schedules import annealed, set_learning_rate
 
 ADV_EPS = 1e-8
 
@@ -100,6 +102,11 @@ class GRPOConfig:
     def num_envs(self) -> int:
         """Environments stepped in parallel: one per episode of a batch."""
         return self.group_size * self.num_groups
+
+    @property
+    def env_multiple(self) -> int:
+        """A Ray worker's share of the envs holds whole groups."""
+        return self.group_size
 
     def __post_init__(self):
         check(self.group_size >= 2, "group_size", "must be >= 2 (a group compares episodes)",
@@ -173,72 +180,81 @@ class Episodes:
     finished: torch.Tensor  # bool [N]: the episode ended (not cut by max_rollout_steps)
     stats: dict[str, torch.Tensor]  # the env's finished-episode statistics, [N] each
 
+    @property
+    def env_steps(self) -> int:
+        """The steps of the episodes played (not the masked steps after an episode's end)."""
+        return int(self.valid.sum())
 
-def aggregation_weights(episode: torch.Tensor, mode: str) -> torch.Tensor:
-    """Weights that turn per-step losses into the aggregated loss (their weighted sum).
+    @property
+    def episodes(self) -> dict[str, torch.Tensor]:
+        return {k: v[self.finished] for k, v in self.stats.items()}
 
-    ``episode`` holds the episode (any integer id) of each step. ``"episode"``: ``1 / (L_i * E)``
-    on each step of episode i, i.e. the mean over its ``L_i`` steps, then over the ``E``
-    episodes; ``"step"``: ``1 / S`` on each of the ``S`` steps.
-    """
-    if mode == "step":
-        return torch.full(episode.shape, 1.0 / max(1, episode.numel()), device=episode.device)
-    if mode != "episode":
-        raise ValueError(f"loss aggregation must be 'episode' or 'step', got {mode!r}")
-    _, inverse, counts = torch.unique(episode, return_inverse=True, return_counts=True)
-    return 1.0 / (counts[inverse].float() * counts.numel())
+    @classmethod
+    def concat(cls, parts: Sequence[Episodes]) -> Episodes:
+        """Batches of consecutive env slices joined along the env axis; the shorter ones are
+        padded along time with steps that are not ``valid``."""
+        if len(parts) == 1:
+            return parts[0]
+        length = max(p.obs.shape[0] for p in parts)
+        fills = {"masks": True, "valid": False}
+        joined = {}
+        for name in ("obs", "masks", "actions", "logprobs", "rewards", "valid"):
+            padded = [_pad_time(vars(p)[name], length, fills.get(name, 0)) for p in parts]
+            joined[name] = torch.cat(padded, dim=1)
+        joined["finished"] = torch.cat([p.finished for p in parts])
+        joined["stats"] = {k: torch.cat([p.stats[k] for p in parts]) for k in parts[0].stats}
+        return cls(**joined)
 
 
-def grpo_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    adv: torch.Tensor,
-    weights: torch.Tensor,
-    eps_low: float,
-    eps_high: float,
-    beta: float = 0.0,
-    ref_logp: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GRPO's loss over a batch of steps (all 1-D, one entry per step) and its diagnostics.
+def _pad_time(x: torch.Tensor, length: int, fill: float | bool = 0) -> torch.Tensor:
+    """``x`` [T, ...] padded along time to ``length`` with ``fill``."""
+    if x.shape[0] == length:
+        return x
+    pad = torch.full((length - x.shape[0], *x.shape[1:]), fill, dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad])
 
-    ``sum(weights * -(min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) - beta * k3))`` with
-    ``r = exp(logp - old_logp)`` and ``k3 = kl_k3(logp, ref_logp)`` (left out when ``beta`` is 0
-    or ``ref_logp`` is None). Returns ``(loss, [policy loss, mean k3, approx KL to old,
-    clip fraction, 1])`` (the diagnostics detached).
-    """
-    logratio = logp - old_logp
-    ratio = logratio.exp()
-    surrogate = torch.min(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)
-    policy_loss = -(weights * surrogate).sum()
-    loss = policy_loss
-    kl = torch.zeros((), device=logp.device)
-    if beta > 0 and ref_logp is not None:
-        k3 = kl_k3(logp, ref_logp)
-        loss = loss + beta * (weights * k3).sum()
-        kl = k3.detach().mean()
-    with torch.no_grad():
-        approx_kl = ((ratio - 1) - logratio).mean()
-        clipfrac = ((ratio < 1 - eps_low) | (ratio > 1 + eps_high)).float().mean()
-        one = torch.ones((), device=logp.device)
-        parts = torch.stack([policy_loss.detach(), kl, approx_kl, clipfrac, one])
-    return loss, parts
+
+@dataclass(frozen=True)
+class GRPOMinibatch:
+    """The kept steps of a batch, flat (one row per step), as learning reads them."""
+
+    obs: torch.Tensor
+    masks: torch.Tensor
+    actions: torch.Tensor
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    ref_logprobs: torch.Tensor | None  # under the reference policy (beta > 0), else None
+    episode: torch.Tensor  # int64: the episode (env index) of each step
+
+    def rows(self, index: torch.Tensor | slice) -> GRPOMinibatch:
+        ref = None if self.ref_logprobs is None else self.ref_logprobs[index]
+        return GRPOMinibatch(
+            self.obs[index], self.masks[index], self.actions[index], self.old_logprobs[index],
+            self.advantages[index], ref, self.episode[index],
+        )  # fmt: skip
 
 
 class GRPO:
+    name = "grpo"
     config_class = GRPOConfig
+    takes_encoder = False
 
-    def __init__(self, env, config: GRPOConfig, seed: int = 0):
-        if env.num_envs != config.num_envs:
+    def __init__(
+        self, env, config: GRPOConfig, seed: int = 0, *, encoder=None, learner: bool = True
+    ):
+        if encoder is not None:
+            raise ValueError("GRPO takes no encoder features; --encoder works with dqn and ppo")
+        if env.num_envs % config.group_size:
             raise ValueError(
-                f"GRPO needs group_size * num_groups = {config.num_envs} envs (one per episode "
-                f"of a batch); the env has num_envs = {env.num_envs}"
+                f"GRPO plays one episode per env in groups of group_size = {config.group_size}; "
+                f"the env has num_envs = {env.num_envs} (a run makes group_size * num_groups = "
+                f"{config.num_envs})"
             )
-        if not isinstance(getattr(env, "action_space", None), gym.spaces.Discrete):
+        if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ValueError(f"GRPO needs a discrete action space; {env!r} has {env.action_space}")
-        if config.group_start == "same" and not hasattr(env, "reset_groups"):
+        if config.group_start == "same" and not env.supports_groups:
             raise ValueError(
-                f"{env!r} cannot start a group's episodes from one state (it has no "
-                "reset_groups); use group_start='random'"
+                f"{env!r} cannot start a group's episodes from one state; use group_start='random'"
             )
         self.env = env
         self.config = config
@@ -248,9 +264,9 @@ class GRPO:
         self.policy = PolicyNet(
             env.observation_space, env.num_actions, config.hidden, config.activation
         ).to(env.device)
+        self.params = list(self.policy.parameters())
         self.ref_policy = self._frozen_copy() if config.beta > 0 else None
-        self.optimizer = adam(self.policy.parameters(), config.learning_rate)
-        self.progress = 0.0  # fraction of the run's budget used, set by the runner
+        self.optimizer = adam(self.params, config.learning_rate)
         self.env_steps = 0
         self.updates = 0
         if config.group_start == "same":
@@ -286,7 +302,7 @@ class GRPO:
         return self.env.reset(seed=seed)
 
     @torch.no_grad()
-    def collect(self) -> Episodes:
+    def collect(self, progress: float = 0.0) -> Episodes:
         """Play one episode per env with the current policy, all envs stepped together."""
         env, cfg = self.env, self.config
         obs, info = self.reset_batch()
@@ -328,7 +344,7 @@ class GRPO:
     def advantages(self, ep: Episodes) -> tuple[torch.Tensor, torch.Tensor]:
         """``(advantages [T, N], kept [N])``: zero on invalid steps and dropped groups."""
         cfg = self.config
-        size = cfg.group_size if cfg.adv_norm == "group" else cfg.num_envs
+        size = cfg.group_size if cfg.adv_norm == "group" else ep.rewards.shape[1]
         if cfg.reward == "outcome":
             adv, kept = group_advantages(ep.rewards.sum(0), size, eps=ADV_EPS)
             adv = adv.unsqueeze(0) * ep.valid
@@ -339,89 +355,96 @@ class GRPO:
 
     # -- learning -----------------------------------------------------------------------------
 
-    def update(self) -> dict:
-        cfg = self.config
-        lr = anneal_learning_rate(self.optimizer, cfg, self.progress)
-        ep = self.collect()
-        lengths = ep.valid.sum(0)
-        self.env_steps += int(lengths.sum())
+    def kept_steps(self, ep: Episodes) -> tuple[GRPOMinibatch, torch.Tensor]:
+        """The kept steps, episode by episode ([N, T] order), and whether each group is kept."""
         adv, kept = self.advantages(ep)
-
-        # The kept steps, episode by episode ([N, T] order), as flat tensors.
         steps = (ep.valid & kept).t()
-        env_of_step = torch.arange(cfg.num_envs, device=self.device)[:, None].expand_as(steps)
-        env_of_step = env_of_step[steps]
+        env_of_step = torch.arange(steps.shape[0], device=self.device)[:, None].expand_as(steps)
         b_obs = ep.obs.transpose(0, 1)[steps]
         b_masks = ep.masks.transpose(0, 1)[steps]
         b_actions = ep.actions.t()[steps]
-        b_old = ep.logprobs.t()[steps]
-        b_adv = adv.t()[steps]
-        groups = cfg.num_groups
-        group_of_step = env_of_step // cfg.group_size
-
         b_ref = None
-        if cfg.beta > 0 and b_actions.numel():
+        if self.config.beta > 0 and b_actions.numel():
             with torch.no_grad():
                 ref_logits = masked_logits(self.ref_policy.logits(b_obs), b_masks)
                 b_ref = log_prob(ref_logits, b_actions)
+        mb = GRPOMinibatch(
+            b_obs, b_masks, b_actions, ep.logprobs.t()[steps], adv.t()[steps], b_ref,
+            env_of_step[steps],
+        )  # fmt: skip
+        return mb, kept
 
-        eps_low = cfg.clip_eps
-        eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
-        sums = torch.zeros(5, device=self.device)  # policy loss, kl_ref, approx_kl, clipfrac, n
-        if b_actions.numel():
-            per_mb = groups // cfg.num_minibatches
+    def learn(self, ep: Episodes, progress: float) -> dict[str, float]:
+        cfg = self.config
+        lr = set_learning_rate(self.optimizer, annealed(cfg.learning_rate, cfg.anneal_lr, progress))
+        lengths = ep.valid.sum(0)
+        self.env_steps += int(lengths.sum())
+        batch, kept = self.kept_steps(ep)
+        groups = ep.rewards.shape[1] // cfg.group_size
+        group_of_step = batch.episode // cfg.group_size
+
+        sums = torch.zeros(len(GRPOStats._fields), device=self.device)
+        count = torch.zeros((), device=self.device)
+        skipped = torch.zeros((), device=self.device)
+        if batch.actions.numel():
+            per_mb = max(1, groups // cfg.num_minibatches)
             for _ in range(cfg.update_epochs):
                 order = torch.randperm(groups, generator=self.generator, device=self.device)
                 for start in range(0, groups, per_mb):
-                    if per_mb == groups:
-                        idx = slice(None)  # one minibatch: every kept step, no copy
+                    if per_mb >= groups:
+                        mb = batch  # one minibatch: every kept step, no copy
                     else:
                         chosen = torch.zeros(groups, dtype=torch.bool, device=self.device)
                         chosen[order[start : start + per_mb]] = True
                         idx = chosen[group_of_step].nonzero().squeeze(1)
                         if idx.numel() == 0:
                             continue
-                    sums += self._learn(idx, b_obs, b_masks, b_actions, b_old, b_adv, b_ref,
-                                        env_of_step, eps_low, eps_high)  # fmt: skip
-        pg, kl, akl, cf, n = (sums / sums[4].clamp(min=1)).tolist()
+                        mb = batch.rows(idx)
+                    loss, stats = self._loss(mb)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    skipped += guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
+                    sums += torch.stack(stats)
+                    count += 1
+        means = GRPOStats(*(sums / count.clamp(min=1)).tolist())
 
         self.updates += 1
         if self.ref_policy is not None and cfg.ref_refresh and self.updates % cfg.ref_refresh == 0:
             self.ref_policy.load_state_dict(self.policy.state_dict())
 
-        finished = ep.finished
-        returns = ep.rewards.sum(0)
         metrics = {
-            "loss/policy": pg,
-            "train/approx_kl": akl,
-            "train/clipfrac": cf,
+            "loss/policy": means.policy_loss,
+            "train/approx_kl": means.approx_kl,
+            "train/clipfrac": means.clipfrac,
             "train/groups_kept": float(kept.float().mean()),
             "train/episode_length": float(lengths.float().mean()),
-            "train/return_mean": float(returns.mean()),
+            "train/return_mean": float(ep.rewards.sum(0).mean()),
             "train/learning_rate": lr,
-            "episodes": {k: v[finished] for k, v in ep.stats.items()},
+            "train/nonfinite_steps": int(skipped),
         }
         if cfg.beta > 0:
-            metrics["train/kl_ref"] = kl
+            metrics["train/kl_ref"] = means.kl_ref
         return metrics
 
-    def _learn(self, idx, b_obs, b_masks, b_actions, b_old, b_adv, b_ref, env_of_step,
-               eps_low, eps_high) -> torch.Tensor:  # fmt: skip
-        """One gradient step on the steps ``idx`` (whole groups). Returns the metric sums."""
+    def _loss(self, mb: GRPOMinibatch) -> tuple[torch.Tensor, GRPOStats]:
+        """GRPO's loss on the steps of ``mb`` (whole groups)."""
         cfg = self.config
-        logits = masked_logits(self.policy.logits(b_obs[idx]), b_masks[idx])
-        logp = log_prob(logits, b_actions[idx])
-        old = b_old[idx]
-        ref = None if b_ref is None else b_ref[idx]
-        weights = aggregation_weights(env_of_step[idx], cfg.loss_aggregation)
-        loss, parts = grpo_loss(logp, old, b_adv[idx], weights, eps_low, eps_high, cfg.beta, ref)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        return parts
+        logits = masked_logits(self.policy.logits(mb.obs), mb.masks)
+        logp = log_prob(logits, mb.actions)
+        weights = aggregation_weights(mb.episode, cfg.loss_aggregation)
+        eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
+        return grpo_loss(
+            logp, mb.old_logprobs, mb.advantages, weights, cfg.clip_eps, eps_high, cfg.beta,
+            mb.ref_logprobs,
+        )  # fmt: skip
 
     # -- checkpoints --------------------------------------------------------------------------
+
+    def acting_state(self) -> dict:
+        return {"policy": self.policy.state_dict()}
+
+    def load_acting_state(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
 
     def state_dict(self) -> dict:
         state = {

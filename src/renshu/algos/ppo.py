@@ -1,21 +1,19 @@
 """Proximal Policy Optimization (clipped surrogate) over batched TensorEnvs.
 
-One ``update()`` = collect ``num_steps x num_envs`` transitions with the current policy, compute
-GAE(lambda) advantages per env along time (bootstrapping on truncation from the final
-observation's value, not on termination), then ``update_epochs`` passes of shuffled minibatches
-minimising
+``collect`` steps ``num_steps x num_envs`` transitions with the current policy. ``learn``
+computes GAE(lambda) advantages per env along time (bootstrapping on truncation from the final
+observation's value, not on termination), then runs ``update_epochs`` passes of shuffled
+minibatches minimising
 
     L = -min(r A, clip(r, 1 - eps, 1 + eps) A) + vf_coef * L_V - ent_coef * H
 
 with ``r = pi(a|s) / pi_old(a|s)``, optional value clipping, gradient-norm clipping, linear
-learning-rate annealing and an optional early stop when the approximate KL exceeds ``target_kl``.
-Illegal actions (``info["action_mask"]``) get a logit of -1e8, so they are never sampled and
-carry no gradient. ``L`` is computed by :func:`renshu.core.losses.ppo_loss`, one autograd node
-whose gradient is written in closed form (tested against the plain autograd version). With the
-stacked actor-critic of vector observations (:class:`~renshu.core.twin_mlp.TwinMLPActorCritic`)
-no autograd graph is built at all: the loss's gradient with respect to the network's outputs
-(:func:`~renshu.core.losses.ppo_loss_and_grad`) goes straight into the network's closed-form
-backward pass, the same arithmetic without the graph's bookkeeping.
+learning-rate annealing and an optional early stop when the approximate KL exceeds
+``target_kl``. Illegal actions (``info["action_mask"]``) get a logit of -1e8, so they are never
+sampled and carry no gradient. The loss and its gradient with respect to the network's outputs
+come from :func:`renshu.core.losses.ppo_loss_and_grad`; the network takes that gradient through
+its own ``gradient`` method (autograd for ``ActorCritic``, a closed-form pass without a graph for
+the stacked ``TwinMLPActorCritic`` that ``build_actor_critic`` picks for vector observations).
 
 With an ``encoder`` (a frozen pretrained model, :mod:`renshu.encoders`), the collector computes
 its features once per env step and keeps them (float16) in the rollout; actor and critic take
@@ -25,17 +23,18 @@ read them from the rollout: the encoder never runs while learning.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from renshu.config import check, check_network
-from renshu.core.losses import ppo_loss, ppo_loss_and_grad
+from renshu.core.losses import PPOCoefs, PPOMinibatch, PPOStats, ppo_loss_and_grad
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
-    anneal_learning_rate,
     build_actor_critic,
     explained_variance,
     load_on_policy_state,
@@ -43,13 +42,15 @@ from renshu.core.policy import (
     policy_actions,
 )
 from renshu.core.returns import gae, normalize
-from renshu.core.rollout import RolloutCollector, encode_features
-from renshu.core.twin_mlp import TwinMLPActorCritic
+from renshu.core.rollout import Rollout, RolloutCollector, encode_features
+from renshu.core.schedules import annealed, set_learning_rate
 from renshu.encoders.base import Encoder, stateless
 
 
 @dataclass(frozen=True)
 class PPOConfig:
+    env_multiple: ClassVar[int] = 1  # a Ray worker's share of the envs may be any count
+
     num_envs: int = 8
     """number of environments stepped in parallel"""
     num_steps: int = 128
@@ -101,7 +102,7 @@ class PPOConfig:
             self.learning_rate,
         )
         for name in ("ent_coef", "vf_coef"):
-            check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+            check(vars(self)[name] >= 0, name, "must be >= 0", vars(self)[name])
         check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
         check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
         check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
@@ -122,9 +123,19 @@ class PPOConfig:
 
 
 class PPO:
+    name = "ppo"
     config_class = PPOConfig
+    takes_encoder = True
 
-    def __init__(self, env, config: PPOConfig, seed: int = 0, encoder: Encoder | None = None):
+    def __init__(
+        self,
+        env,
+        config: PPOConfig,
+        seed: int = 0,
+        *,
+        encoder: Encoder | None = None,
+        learner: bool = True,
+    ):
         self.env = env
         self.config = config
         self.device = env.device
@@ -134,7 +145,8 @@ class PPO:
         self.params = list(self.policy.parameters())
         self.optimizer = adam(self.params, config.learning_rate)
         self.collector = RolloutCollector(env, config.num_steps, seed, self.generator, encoder)
-        self.progress = 0.0  # fraction of the run's budget used, set by the runner
+        self.coefs = PPOCoefs(config.clip_coef, config.clip_vloss, config.ent_coef,
+                              config.vf_coef)  # fmt: skip
         self.env_steps = 0
 
     @property
@@ -153,86 +165,77 @@ class PPO:
     def action_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None):
         return action_probabilities(self.policy, obs, mask, self.features(obs))
 
-    def update(self) -> dict:
-        cfg = self.config
-        lr = anneal_learning_rate(self.optimizer, cfg, self.progress)
+    def collect(self, progress: float) -> Rollout:
+        return self.collector.collect(self.policy)
 
-        ro = self.collector.collect(self.policy)
-        self.env_steps += self.steps_per_update
+    def learn(self, ro: Rollout, progress: float) -> dict[str, float]:
+        cfg = self.config
+        lr = set_learning_rate(self.optimizer, annealed(cfg.learning_rate, cfg.anneal_lr, progress))
+        self.env_steps += ro.env_steps
         rewards = ro.rewards.sign() if cfg.clip_rewards else ro.rewards
         advantages, returns = gae(
             rewards * cfg.reward_scale, ro.values, ro.terminated, ro.truncated, ro.next_value,
             cfg.gamma, cfg.gae_lambda, ro.final_values,
         )  # fmt: skip
-
-        b_obs = ro.obs.flatten(0, 1)
-        b_features = ro.features.flatten(0, 1) if self.encoder is not None else None
-        b_masks = ro.masks.flatten(0, 1)
-        b_actions = ro.actions.flatten()
-        b_logprobs = ro.logprobs.flatten()
-        b_adv = advantages.flatten()
-        b_returns = returns.flatten()
-        b_values = ro.values.flatten()
-        batch = b_actions.shape[0]
+        masks = ro.masks.flatten(0, 1)
+        whole = PPOMinibatch(
+            obs=ro.obs.flatten(0, 1),
+            features=ro.features.flatten(0, 1) if self.encoder is not None else None,
+            # Without illegal actions anywhere in the rollout, the loss skips the masking.
+            mask=None if bool(masks.all()) else masks,
+            actions=ro.actions.flatten(),
+            old_logprobs=ro.logprobs.flatten(),
+            advantages=advantages.flatten(),
+            old_values=ro.values.flatten(),
+            returns=returns.flatten(),
+        )
+        batch = whole.actions.shape[0]
         mb_size = batch // cfg.num_minibatches
+        # One minibatch is the whole rollout: the same in any order, with the same normalised
+        # advantages every epoch.
+        single = cfg.num_minibatches == 1
+        if single and cfg.norm_adv:
+            whole = whole.with_advantages(normalize(whole.advantages))
 
-        # Without illegal actions anywhere in the rollout, the loss skips the masking.
-        b_masks = None if bool(b_masks.all()) else b_masks
-        sums = torch.zeros(5, device=self.device)  # pg, v, entropy, kl, clipfrac
+        sums = torch.zeros(len(PPOStats._fields), device=self.device)
         skipped = torch.zeros((), device=self.device)  # steps skipped for a non-finite loss
         epochs = steps = 0
-        # One minibatch is the whole rollout, whose mean loss is the same in any order, and
-        # whose normalised advantages are the same every epoch.
-        whole = cfg.num_minibatches == 1
-        if whole and cfg.norm_adv:
-            b_adv = normalize(b_adv)
-        # The stacked actor-critic takes its outputs' gradient directly (no autograd graph).
-        direct = isinstance(self.policy, TwinMLPActorCritic) and b_features is None
         for _ in range(cfg.update_epochs):
             epochs += 1
-            perm = None
-            if not whole:
+            if single:
+                minibatches = [whole]
+            else:
                 perm = torch.randperm(batch, generator=self.generator, device=self.device)
-            kl_epoch = torch.zeros((), device=self.device)
-            for start in range(0, batch, mb_size):
-                idx = slice(None) if perm is None else perm[start : start + mb_size]
-                adv = normalize(b_adv[idx]) if cfg.norm_adv and not whole else b_adv[idx]
-                mask = None if b_masks is None else b_masks[idx]
-                args = (
-                    mask, b_actions[idx], b_logprobs[idx], adv, b_values[idx], b_returns[idx],
-                    cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
-                )  # fmt: skip
-                if direct:
-                    logits, value, saved = self.policy.forward_for_grad(b_obs[idx])
-                    loss, stats, grad_logits, grad_value = ppo_loss_and_grad(logits, value, *args)
-                    self.policy.set_grad(saved, grad_logits, grad_value)
-                else:
-                    logits, value = self.policy(
-                        b_obs[idx], None if b_features is None else b_features[idx]
-                    )
-                    loss, stats = ppo_loss(logits, value, *args)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                minibatches = [whole.rows(perm[i : i + mb_size]) for i in range(0, batch, mb_size)]
+            for mb in minibatches:
+                if cfg.norm_adv and not single:
+                    mb = mb.with_advantages(normalize(mb.advantages))
+                loss_and_grad = functools.partial(ppo_loss_and_grad, mb=mb, coefs=self.coefs)
+                loss, stats = self.policy.gradient(mb.obs, mb.features, loss_and_grad)
                 skipped += guarded_step(self.optimizer, self.params, cfg.max_grad_norm, loss)
-                kl_epoch = stats[3]
-                sums += stats
+                sums += torch.stack(stats)
                 steps += 1
-            if cfg.target_kl is not None and float(kl_epoch) > cfg.target_kl:
+            if cfg.target_kl is not None and float(stats.approx_kl) > cfg.target_kl:
                 break
 
-        pg, v, ent, kl, cf = (sums / steps).tolist()
+        means = PPOStats(*(sums / steps).tolist())
         return {
-            "loss/policy": pg,
-            "loss/value": v,
-            "loss/entropy": ent,
-            "train/approx_kl": kl,
-            "train/clipfrac": cf,
+            "loss/policy": means.policy_loss,
+            "loss/value": means.value_loss,
+            "loss/entropy": means.entropy,
+            "train/approx_kl": means.approx_kl,
+            "train/clipfrac": means.clipfrac,
             "train/epochs": epochs,
             "train/learning_rate": lr,
-            "train/explained_variance": explained_variance(b_values, b_returns),
+            "train/explained_variance": explained_variance(whole.old_values, whole.returns),
             "train/nonfinite_steps": int(skipped),
-            "episodes": ro.episodes,
         }
+
+    def acting_state(self) -> dict:
+        return {"policy": self.policy.state_dict()}
+
+    def load_acting_state(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
 
     def state_dict(self) -> dict:
         return on_policy_state(self)

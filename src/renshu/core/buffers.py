@@ -471,7 +471,7 @@ class ReplayBuffer:
             "done",
             "position",
         ):
-            getattr(self, name).copy_(state[name])
+            vars(self)[name].copy_(state[name])
         self.next_position = state["next_position"].to(self.device)
         self.final_ptr = int(state["final_ptr"])
         self.ptr = int(state["ptr"])

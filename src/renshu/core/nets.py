@@ -6,6 +6,7 @@ uint8 2048 exponents, float vectors, uint8 image stacks) to a flat feature vecto
 
 from __future__ import annotations
 
+import functools
 import math
 
 import gymnasium as gym
@@ -134,57 +135,9 @@ class FeatureTorso(nn.Module):
         return self.body(x)
 
 
-class FusedAdam(torch.optim.Adam):
-    """``torch.optim.Adam(fused=True)`` whose ``step`` calls the fused kernel directly.
-
-    The same kernel, state and ``state_dict`` as :class:`torch.optim.Adam`; ``step`` only skips
-    the general path's bookkeeping (grouping by device and dtype, option checks), which costs
-    three times the kernel itself for a small network on a CPU. Anything beyond renshu's use
-    (a closure, amsgrad, maximize, weight decay, tensors on several devices or dtypes) goes
-    through ``torch.optim.Adam.step``. ``grad_scale`` / ``found_inf`` attributes are honoured as
-    there (see :func:`guarded_step`).
-    """
-
-    def __init__(self, params, lr: float, eps: float = 1e-5):
-        super().__init__(params, lr=lr, eps=eps, fused=True)
-        self._direct = hasattr(torch, "_fused_adam_")
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        if closure is not None or not self._direct:
-            return super().step(closure)
-        grad_scale = getattr(self, "grad_scale", None)
-        found_inf = getattr(self, "found_inf", None)
-        for group in self.param_groups:
-            if group["amsgrad"] or group["maximize"] or group["weight_decay"]:
-                return super().step()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            if len({(p.device, p.dtype) for p in params}) > 1:
-                super().step()  # the general path groups tensors by device and dtype
-                continue
-            if any(not self.state[p] for p in params):  # lazy state, made as Adam makes it
-                self._init_group(group, [], [], [], [], [], [])
-            states = [self.state[p] for p in params]
-            steps = [st["step"] for st in states]
-            beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
-            torch._fused_adam_(
-                params, [p.grad for p in params], [st["exp_avg"] for st in states],
-                [st["exp_avg_sq"] for st in states], [], steps, amsgrad=False, lr=group["lr"],
-                beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"], maximize=False,
-                grad_scale=grad_scale, found_inf=found_inf,
-            )  # fmt: skip
-            if found_inf is not None:  # a skipped step does not count
-                torch._foreach_sub_(steps, [found_inf] * len(steps))
-        return None
-
-
 def adam(params, lr: float, eps: float = 1e-5) -> torch.optim.Adam:
-    """Adam with the fused kernel (one op per step for all parameters, on CPU and CUDA)."""
-    return FusedAdam(params, lr=lr, eps=eps)
+    """Adam with the fused kernel: one op per step for all parameters, on CPU and CUDA."""
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
 
 
 def guarded_step(
@@ -218,7 +171,7 @@ def guarded_step(
     if len(grads) == 1:  # one flat parameter (TwinMLPActorCritic)
         norm = torch.linalg.vector_norm(grads[0])
     else:
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        norm = nn.utils.get_total_norm(grads)
     bad = ~torch.isfinite(norm)
     if loss is not None:
         bad = bad | ~torch.isfinite(loss.detach())
@@ -270,5 +223,15 @@ def use_bf16_autocast(setting: str, device: torch.device, space: gym.Space) -> b
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        return _cpu_has_amx()
     return False
+
+
+@functools.cache
+def _cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Linux: the ``amx_tile`` flag of /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+    except OSError:
+        return False

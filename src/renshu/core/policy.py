@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from renshu.core.nets import MLPTorso, layer_init, make_torso
-from renshu.core.twin_mlp import TwinMLPActorCritic, twin_optimizer_state
+from renshu.core.twin_mlp import TwinMLPActorCritic
 
 # Logit given to illegal actions: far below any real logit, yet finite so that
 # probability * log-probability stays 0 (not NaN) in the entropy.
@@ -86,6 +86,20 @@ class ActorCritic(nn.Module):
     def logits(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self.actor_head(self._torso(self.actor_torso, obs, features))
 
+    def gradient(self, obs: torch.Tensor, features: torch.Tensor | None, loss_and_grad):
+        """Set (not accumulate) the parameters' gradients of a loss of the outputs.
+
+        ``loss_and_grad(logits, value) -> (loss, stats, dL/dlogits, dL/dvalue)`` computes the
+        loss and its gradient with respect to the outputs (e.g.
+        :func:`~renshu.core.losses.ppo_loss_and_grad`); one ``autograd.backward`` from the
+        outputs takes it through the network. Returns ``(loss, stats)``.
+        """
+        logits, value = self(obs, features)
+        loss, stats, grad_logits, grad_value = loss_and_grad(logits.detach(), value.detach())
+        self.zero_grad(set_to_none=True)
+        torch.autograd.backward((logits, value), (grad_logits, grad_value))
+        return loss, stats
+
 
 def build_actor_critic(
     env, config, seed: int, feature_dim: int = 0
@@ -106,14 +120,6 @@ def build_actor_critic(
     if not (config.shared_torso or feature_dim) and isinstance(policy.actor_torso, MLPTorso):
         policy = TwinMLPActorCritic(policy)  # the same network, stacked (core/twin_mlp.py)
     return generator, policy.to(env.device)
-
-
-def anneal_learning_rate(optimizer: torch.optim.Optimizer, config, progress: float) -> float:
-    """Set the learning rate for ``progress`` (0..1) of the run: linear to 0 if annealing."""
-    lr = config.learning_rate * (1.0 - progress) if config.anneal_lr else config.learning_rate
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr
 
 
 @torch.no_grad()
@@ -157,10 +163,7 @@ def on_policy_state(algo) -> dict:
 
 def load_on_policy_state(algo, state: dict) -> None:
     algo.policy.load_state_dict(state["policy"])
-    optimizer = state["optimizer"]
-    if isinstance(algo.policy, TwinMLPActorCritic):  # also takes runs saved before the twin
-        optimizer = twin_optimizer_state(optimizer)
-    algo.optimizer.load_state_dict(optimizer)
+    algo.optimizer.load_state_dict(state["optimizer"])
     algo.generator.set_state(state["generator"])
     algo.collector.load_state_dict(state["collector"])
     algo.env_steps = int(state["env_steps"])

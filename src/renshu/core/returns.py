@@ -63,31 +63,6 @@ def gae(
     return advantages, advantages + values
 
 
-def discounted_returns(
-    rewards: torch.Tensor,
-    terminated: torch.Tensor,
-    truncated: torch.Tensor,
-    next_value: torch.Tensor,
-    gamma: float,
-    final_values: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """n-step bootstrapped returns over the rollout (A2C): ``G_t = r_t + gamma * G_{t+1}``.
-
-    ``G_T`` is ``next_value``; at an episode end the recursion restarts from 0 (terminated) or
-    from the final observation's value (truncated; 0 when ``final_values`` is None).
-    """
-    T = rewards.shape[0]
-    values_next = torch.zeros_like(rewards)  # only the ends matter; the recursion fills the rest
-    boot = _bootstrap(values_next, terminated, truncated, final_values)
-    ended = terminated | truncated
-    out = torch.empty_like(rewards)
-    running = next_value.clone()
-    for t in range(T - 1, -1, -1):
-        running = rewards[t] + gamma * torch.where(ended[t], boot[t], running)
-        out[t] = running
-    return out
-
-
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero mean, unit (population) standard deviation."""
     return (x - x.mean()) / (x.std(unbiased=False) + eps)

@@ -7,7 +7,8 @@ and keeps the features as float16 next to the observations; the policy never run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -41,6 +42,24 @@ class Rollout:
     # float16 [T, N, D]: encoder features of obs[t]; D = 0 without an encoder.
     features: torch.Tensor = field(default_factory=lambda: torch.empty(0, 0, 0))
 
+    @property
+    def env_steps(self) -> int:
+        return self.actions.numel()
+
+    @classmethod
+    def concat(cls, parts: Sequence[Rollout]) -> Rollout:
+        """Rollouts of consecutive env slices (same ``T``) joined along the env axis."""
+        if len(parts) == 1:
+            return parts[0]
+        joined = {}
+        for f in fields(cls):
+            values = [vars(p)[f.name] for p in parts]
+            if f.name == "episodes":
+                joined[f.name] = {k: torch.cat([v[k] for v in values]) for k in values[0]}
+            else:  # next_value is [N]; every other field is [T, N, ...]
+                joined[f.name] = torch.cat(values, dim=0 if f.name == "next_value" else 1)
+        return cls(**joined)
+
 
 class RolloutCollector:
     """Steps ``env`` with ``policy`` for ``num_steps`` and keeps the env's latest obs/mask
@@ -61,12 +80,21 @@ class RolloutCollector:
         self.num_steps = num_steps
         self.generator = generator
         self.encoder = encoder
-        self.obs, info = env.reset(seed=seed)
+        self.seed = seed
+        # The env is reset by the first collection (a learner whose workers collect never
+        # steps its own env).
+        self.obs = self.mask = self.features = None
+
+    def _start(self) -> None:
+        self.obs, info = self.env.reset(seed=self.seed)
         self.mask = info["action_mask"]
-        self.features = None if encoder is None else encode_features(encoder, self.obs)
+        if self.encoder is not None:
+            self.features = encode_features(self.encoder, self.obs)
 
     @torch.no_grad()
     def collect(self, policy: ActorCritic) -> Rollout:
+        if self.obs is None:
+            self._start()
         env, T, N = self.env, self.num_steps, self.env.num_envs
         dev = env.device
         obs_buf = torch.empty((T, *self.obs.shape), dtype=self.obs.dtype, device=dev)
@@ -126,6 +154,8 @@ class RolloutCollector:
         )  # fmt: skip
 
     def state_dict(self) -> dict:
+        if self.obs is None:  # nothing collected here yet: the env starts fresh on loading
+            return {}
         state = {"obs": self.obs, "mask": self.mask}
         if self.encoder is not None:
             state["features"] = self.features
@@ -133,6 +163,9 @@ class RolloutCollector:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        if not state:
+            self.obs = self.mask = self.features = None
+            return
         self.obs = state["obs"].to(self.env.device)
         self.mask = state["mask"].to(self.env.device)
         if self.encoder is not None:

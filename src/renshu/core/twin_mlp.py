@@ -8,18 +8,16 @@ any Gymnasium vector env) is two independent MLPs of the same shape::
 
 :class:`TwinMLPActorCritic` is exactly that network with its weights stacked: the hidden layers
 of the two MLPs are one ``[2, in, out]`` tensor each and run as one batched matmul
-(``baddbmm``), so a forward pass is two ops per layer instead of four plus two modules' call
-overhead. All weights live in one flat parameter, and :class:`_TwinMLP` computes the backward
-pass in closed form, writing every weight's gradient straight into its slice of one flat
-gradient: autograd records one node for the whole network, and Adam, gradient clipping and
-``zero_grad`` each see one tensor instead of twelve. PPO skips autograd altogether
-(``forward_for_grad`` and ``set_grad``). On a CPU, where a 64-unit network's minibatch costs
-little more than the per-op overhead, a PPO gradient step on 256 samples went from about 1.55 ms
-to 0.95 ms (``benchmarks/solve_cartpole.py``).
+(``baddbmm``), and all weights live in one flat parameter. Its backward pass is written in
+closed form and writes every weight's gradient straight into its slice of one flat gradient, so
+autograd records one node for the whole network (:class:`_TwinMLP`), and PPO's gradient step
+builds no graph at all (:meth:`TwinMLPActorCritic.gradient`). For networks this small the
+per-op overhead of eager PyTorch, not arithmetic, sets the pace on a CPU; this is how renshu
+spends fewer ops per gradient step.
 
 It is built from an :class:`ActorCritic` (same initialisation, same outputs;
 ``tests/unit/test_twin_mlp.py`` checks outputs and every gradient against it) and behaves like
-one: ``forward(obs) -> (logits, value)``, ``logits(obs)``, ``value(obs)``.
+one: ``forward(obs) -> (logits, value)``, ``logits(obs)``, ``value(obs)``, ``gradient(...)``.
 """
 
 from __future__ import annotations
@@ -128,7 +126,7 @@ def _backward(flat, acts, weights: _Weights, grad_logits, grad_value, out: torch
         if relu:
             g_z = g_h.masked_fill_(h_out <= 0, 0.0)
         else:
-            g_z = torch.ops.aten.tanh_backward(g_h, h_out)
+            g_z = torch.addcmul(g_h, g_h, h_out.square(), value=-1.0)  # g (1 - tanh^2)
         torch.bmm(h_in.transpose(1, 2), g_z, out=g_w)
         torch.sum(g_z, 1, keepdim=True, out=g_b)
         if i:
@@ -162,7 +160,6 @@ class TwinMLPActorCritic(nn.Module):
         )
         self.flat = nn.Parameter(torch.cat([w.detach().reshape(-1) for w in weights]))
         self._weights = _Weights(self.layout)
-        self._register_load_state_dict_pre_hook(_load_actor_critic_state)
 
     def forward(
         self, obs: torch.Tensor, features: torch.Tensor | None = None
@@ -177,23 +174,20 @@ class TwinMLPActorCritic(nn.Module):
     def value(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self(obs, features)[1]
 
-    # -- the gradient without autograd (PPO's learning step) ---------------------------------
+    def gradient(self, obs: torch.Tensor, features: torch.Tensor | None, loss_and_grad):
+        """Set (not accumulate) the gradient of a loss of the outputs, with no autograd graph.
 
-    def forward_for_grad(self, obs: torch.Tensor):
-        """``(logits, value, saved)`` without recording an autograd graph; pass ``saved`` and
-        the loss's gradients with respect to logits and value to :meth:`set_grad`."""
+        ``loss_and_grad(logits, value) -> (loss, stats, dL/dlogits, dL/dvalue)``; returns
+        ``(loss, stats)``. The same contract as :meth:`ActorCritic.gradient`.
+        """
+        _no_features(features)
         flat = self.flat.detach()
         logits, value, acts = _forward(obs, flat, self._weights)
-        return logits, value, (flat, acts)
-
-    def set_grad(self, saved, grad_logits: torch.Tensor, grad_value: torch.Tensor) -> None:
-        """Set (not accumulate) ``flat.grad`` to the gradient of a loss with the given output
-        gradients: what ``backward`` leaves after ``zero_grad``, without autograd's bookkeeping
-        (about a quarter of a PPO gradient step on a CPU)."""
-        flat, acts = saved
+        loss, stats, grad_logits, grad_value = loss_and_grad(logits, value)
         if self.flat.grad is None:
             self.flat.grad = torch.empty_like(self.flat)
         _backward(flat, acts, self._weights, grad_logits, grad_value, out=self.flat.grad)
+        return loss, stats
 
     def logits(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self(obs, features)[0]
@@ -211,52 +205,6 @@ def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         pieces.append(torch.stack([actor[i + 1], critic[i + 1]])[:, None])  # [2, 1, out]
     wa, ba, wc, bc = tensors[4 * layers :]
     return pieces + [wa.T, ba, wc.T, bc]
-
-
-def flat_from_actor_critic(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """One flat tensor in the twin's layout from tensors shaped like ActorCritic's parameters,
-    in their order (see :func:`_stacked`)."""
-    return torch.cat([t.detach().reshape(-1) for t in _stacked(tensors)])
-
-
-def _actor_critic_keys(state_dict, prefix: str) -> list[str] | None:
-    """ActorCritic's parameter names in a state dict, in ``parameters()`` order, or None."""
-    keys = []
-    for part in ("actor_torso.body.", "critic_torso.body."):
-        found = [k for k in state_dict if k.startswith(prefix + part)]
-        keys += sorted(found, key=lambda k: (int(k.split(".")[-2]), k.endswith("bias") - 1))
-    heads = [prefix + f"{h}_head.{t}" for h in ("actor", "critic") for t in ("weight", "bias")]
-    if not all(k in state_dict for k in heads) or len(keys) % 4:
-        return None
-    return keys + heads
-
-
-def _load_actor_critic_state(state_dict, prefix, *_args) -> None:
-    """Load hook: a state dict saved from ActorCritic (runs made before the twin existed) is
-    converted to the flat parameter in place."""
-    if prefix + "flat" in state_dict:
-        return
-    keys = _actor_critic_keys(state_dict, prefix)
-    if keys is not None:
-        state_dict[prefix + "flat"] = flat_from_actor_critic([state_dict.pop(k) for k in keys])
-
-
-def twin_optimizer_state(state: dict) -> dict:
-    """An Adam ``state_dict`` saved for ActorCritic's twelve-or-so parameters, converted to the
-    twin's one flat parameter (moments in the flat layout); any other state unchanged."""
-    groups = state.get("param_groups", [])
-    if len(groups) != 1 or len(groups[0]["params"]) < 8 or len(groups[0]["params"]) % 4:
-        return state
-    ids = groups[0]["params"]
-    per_param = [state["state"].get(i) for i in ids]
-    new_state = {}
-    if all(per_param):
-        new_state[0] = {
-            "step": torch.as_tensor(per_param[0]["step"]).clone(),
-            "exp_avg": flat_from_actor_critic([p["exp_avg"] for p in per_param]),
-            "exp_avg_sq": flat_from_actor_critic([p["exp_avg_sq"] for p in per_param]),
-        }
-    return {"state": new_state, "param_groups": [dict(groups[0], params=[0])]}
 
 
 def _is_linear(m: nn.Module) -> bool:

@@ -8,21 +8,18 @@ config fields and seeds (see :mod:`renshu.distributed.sweep`). Ray is optional:
 """
 
 from renshu.distributed.cluster import RAY_EXTRA, check_reachable, connect, require_ray
-from renshu.distributed.env import RayEnv, RemoteRolloutCollector, attach, build_remote
+from renshu.distributed.env import RayEnv, RemoteCollector, build_remote
 from renshu.distributed.pool import WorkerPool, split
-from renshu.distributed.worker import COLLECTION, RolloutWorker, check_supported
+from renshu.distributed.worker import RolloutWorker
 
 __all__ = [
-    "COLLECTION",
     "RAY_EXTRA",
     "RayEnv",
-    "RemoteRolloutCollector",
+    "RemoteCollector",
     "RolloutWorker",
     "WorkerPool",
-    "attach",
     "build_remote",
     "check_reachable",
-    "check_supported",
     "connect",
     "require_ray",
     "split",

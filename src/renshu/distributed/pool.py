@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from renshu.distributed.cluster import connect, require_ray
-from renshu.distributed.worker import RolloutWorker, check_supported
+from renshu.distributed.worker import RolloutWorker
 
 START_TIMEOUT_S = 180.0
 SEED_STRIDE = 1_000_003  # worker i's seed: seed + SEED_STRIDE * i (+ 7919 per restart)
@@ -21,7 +21,8 @@ RESTART_SEED_STRIDE = 7919
 
 
 def split(total: int, parts: int, unit: int = 1) -> list[int]:
-    """``total`` envs in ``parts`` shares as equal as possible, each a multiple of ``unit``."""
+    """``total`` envs in ``parts`` shares as equal as possible, each a multiple of ``unit``
+    (the config's ``env_multiple``: GRPO's groups stay whole)."""
     blocks = total // unit
     if parts < 1:
         raise ValueError(f"--num-workers must be >= 1, got {parts}")
@@ -63,7 +64,6 @@ class WorkerPool:
         address: str | None = None,
         max_restarts: int = 5,
     ):
-        check_supported(algo)
         self.ray = require_ray()
         self.algo, self.config, self.env_factory = algo, config, env_factory
         self.shares = list(shares)

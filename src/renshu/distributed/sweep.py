@@ -115,7 +115,8 @@ def load_spec(path: str | Path) -> SweepSpec:
 
     from renshu.algos import get_algorithm
     from renshu.config import coerce
-    from renshu.runner.loop import RunSpec
+    from renshu.envs.specs import resolve
+    from renshu.runner import RunSpec
 
     path = Path(path)
     try:
@@ -174,9 +175,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     samples = int(data.get("samples", 8))
     if samples < 1:
         raise ValueError(f"sweep samples must be >= 1, got {samples}")
+    env = resolve(data["env"])  # canonical name, typed options (errors name the option)
+    env_options = env.parse_options(dict(data.get("env_options", {})))
     spec = SweepSpec(
-        algo=data["algo"], env=data["env"], seeds=seeds, search=search, params=params,
-        config=config, run=run, env_options=dict(data.get("env_options", {})), samples=samples,
+        algo=data["algo"], env=env.name, seeds=seeds, search=search, params=params,
+        config=config, run=run, env_options=env_options, samples=samples,
         sample_seed=int(data.get("sample_seed", 0)), max_concurrent=data.get("max_concurrent"),
         name=data.get("name"),
     )  # fmt: skip
@@ -187,10 +190,10 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def _algo_values(cls: type, spec: SweepSpec, values: dict[str, Any]) -> dict[str, Any]:
-    from renshu.algos import preset
     from renshu.config import coerce
+    from renshu.envs.specs import resolve
 
-    out = preset(spec.algo, spec.env)
+    out = resolve(spec.env).preset(spec.algo)
     out.update(coerce(cls.config_class, {**spec.config, **values}))
     return out
 
@@ -203,7 +206,7 @@ def _trial(space: dict[str, Any]) -> None:
     """One Tune trial: a normal run in its own run directory, reporting its returns."""
     from ray import tune
 
-    from renshu.runner.loop import RunSpec, start_run
+    from renshu.runner import RunSpec, start_run
 
     params = space["trial"]
     spec = RunSpec(**params["run"])

@@ -25,16 +25,16 @@ from __future__ import annotations
 import collections
 import difflib
 import hashlib
-import importlib
 import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from renshu.config import import_object
 from renshu.envs.base import resolve_device
 
 ENCODERS: dict[str, str] = {
@@ -55,8 +55,16 @@ class Encoder(Protocol):
     device: torch.device
     calls: int
     rows: int
+    describes: ClassVar[bool] = False
+    """whether :meth:`describe` answers in text (vision-language models)"""
 
     def encode(self, obs: torch.Tensor, done: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def describe(
+        self, obs: torch.Tensor, prompt: str | None = None, max_new_tokens: int = 24
+    ) -> list[str]:
+        """One text answer per observation (``record --explain``)."""
+        raise ValueError(f"the {self.name} encoder gives features, not text answers")
 
 
 def encoder_names() -> list[str]:
@@ -71,8 +79,7 @@ def encoder_class(name: str):
         raise ValueError(
             f"unknown encoder {name!r}.{hint} Valid encoders: {', '.join(encoder_names())}"
         )
-    module, cls = ENCODERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return import_object(ENCODERS[name])
 
 
 def make_encoder(name: str, cache: int = 0, every_k: int = 1, **options: Any) -> Encoder:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from renshu.encoders.base import (
+    Encoder,
     dtype_kwargs,
     freeze,
     load_pretrained,
@@ -26,7 +27,7 @@ from renshu.encoders.base import (
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
 
-class HFImageEncoder:
+class HFImageEncoder(Encoder):
     """Image embeddings from a CLIP or SigLIP model (see the module docstring).
 
     ``to_image`` (optional) maps an observation batch to a list of ``uint8 [H, W, 3]`` frames.

@@ -25,6 +25,7 @@ import torch
 
 from renshu.encoders.base import (
     LLM_EXTRA,
+    Encoder,
     dtype_kwargs,
     freeze,
     load_pretrained,
@@ -130,7 +131,7 @@ def auto_text(obs: torch.Tensor) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-class HFTextEncoder:
+class HFTextEncoder(Encoder):
     """Sentence embeddings of the state written as text (see the module docstring)."""
 
     name = "hf-text"

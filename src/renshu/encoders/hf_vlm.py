@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from renshu.encoders.base import (
+    Encoder,
     dtype_kwargs,
     freeze,
     load_pretrained,
@@ -42,7 +43,7 @@ DEFAULT_PROMPT = "What should I do first in this image?"
 FEATURES = ("hidden", "first_token_logits")
 
 
-class HFVisionLanguageEncoder:
+class HFVisionLanguageEncoder(Encoder):
     """Features of frames from a Hugging Face vision-language model (see the module docstring).
 
     ``to_image`` (optional) maps an observation batch to a list of ``uint8 [H, W, 3]`` frames,
@@ -50,6 +51,7 @@ class HFVisionLanguageEncoder:
     """
 
     name = "hf-vlm"
+    describes = True
 
     def __init__(
         self,

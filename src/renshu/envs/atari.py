@@ -21,6 +21,7 @@ unclipped so an algorithm clips them for learning itself (``clip_rewards``).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from typing import Any
 
@@ -28,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from renshu.envs.base import check_actions, check_seed, resolve_device
+from renshu.envs.base import TensorEnv, check_actions, check_seed, resolve_device
 from renshu.envs.gym import EpisodeTally
 
 ATARI_EXTRA = 'pip install "renshu[atari]"'
@@ -45,6 +46,16 @@ def _import_ale():
 
 def _camel(rom: str) -> str:
     return "".join(part.capitalize() for part in rom.split("_"))
+
+
+@functools.cache
+def rom_names() -> frozenset[str]:
+    """The ROM ids ale-py ships (``breakout``, ``space_invaders``, ...); empty without ale-py."""
+    try:
+        import ale_py
+    except ImportError:
+        return frozenset()
+    return frozenset(ale_py.roms.get_all_rom_ids())
 
 
 def rom_for(env_id: str) -> str:
@@ -67,7 +78,14 @@ def rom_for(env_id: str) -> str:
     )
 
 
-class AtariEnv:
+def _atari_picture(grey: np.ndarray, header: str | None = None) -> np.ndarray:
+    from renshu.envs.render import with_header
+
+    big = grey.repeat(3, 0).repeat(3, 1)
+    return with_header(np.repeat(big[:, :, None], 3, axis=2), header)
+
+
+class AtariEnv(TensorEnv):
     """``num_envs`` Atari games (DeepMind preprocessing) as a TensorEnv; see the module doc.
 
     Args:
@@ -148,17 +166,15 @@ class AtariEnv:
         self._lives = np.zeros(num_envs, dtype=np.int64)
         self._started = False
 
-    @property
+    @functools.cached_property
     def action_meanings(self) -> tuple[str, ...]:
         """Names of the actions (``NOOP``, ``FIRE``, ...), from the game's minimal action set."""
-        if not hasattr(self, "_meanings"):
-            ale_py, _ = _import_ale()
-            ale = ale_py.ALEInterface()
-            ale.setLoggerMode(ale_py.LoggerMode.Error)
-            ale.loadROM(ale_py.roms.get_rom_path(self.rom))
-            actions = ale.getAllActionSet() if self.full_action_space else ale.getMinimalActionSet()
-            self._meanings = tuple(a.name for a in actions)
-        return self._meanings
+        ale_py, _ = _import_ale()
+        ale = ale_py.ALEInterface()
+        ale.setLoggerMode(ale_py.LoggerMode.Error)
+        ale.loadROM(ale_py.roms.get_rom_path(self.rom))
+        actions = ale.getAllActionSet() if self.full_action_space else ale.getMinimalActionSet()
+        return tuple(a.name for a in actions)
 
     def __repr__(self) -> str:
         return f"AtariEnv({self.env_id}, num_envs={self.num_envs}, device={self.device})"
@@ -174,7 +190,8 @@ class AtariEnv:
         self._started = True
         self._tally.reset()
         self._lives[:] = info["lives"]
-        return self._tensor(obs), {"action_mask": self._mask}
+        self._obs = self._final = self._tensor(obs)
+        return self._obs, {"action_mask": self._mask}
 
     def step(self, actions: torch.Tensor):
         if not self._started:
@@ -197,20 +214,27 @@ class AtariEnv:
         self._lives = lives
 
         episode = self._tally.step(reward, done, self.device)
+        self._obs = self._tensor(obs)
+        self._final = self._obs if final_obs is obs else self._tensor(final_obs)
         info_out = {
             "action_mask": self._mask,
-            "final_obs": self._tensor(final_obs),
+            "final_obs": self._final,
             "done": torch.as_tensor(done).to(self.device),
             "life_loss": torch.as_tensor(life_loss).to(self.device),
             "episode": episode,
         }
         return (
-            self._tensor(obs),
+            self._obs,
             torch.as_tensor(reward, dtype=torch.float32).to(self.device),
             torch.as_tensor(np.asarray(terminated, dtype=bool)).to(self.device),
             torch.as_tensor(np.asarray(truncated, dtype=bool)).to(self.device),
             info_out,
         )
+
+    def frame(self, index: int = 0, final: bool = False):
+        """The newest frame of game ``index``'s stack, as the agent sees it (enlarged 3x)."""
+        grey = (self._final if final else self._obs)[index, -1].cpu().numpy()
+        return functools.partial(_atari_picture, grey)
 
     def close(self) -> None:
         if self.venv is not None:

@@ -16,8 +16,14 @@ Conventions shared by every TensorEnv:
   observation.
 * ``info["episode"]`` maps ``"return"``, ``"length"`` and game extras (``"score"``, ``"max_tile"``,
   ...) to ``[num_envs]`` tensors that are meaningful where ``info["done"]`` is true.
-* Optional: ``reset_groups(group_size, seed) -> (obs, info)`` resets so that every block of
-  ``group_size`` consecutive envs starts from one identical state (GRPO's same-start groups).
+* Optional capabilities are declared in the protocol, with defaults that say "not supported",
+  so nothing has to probe for them: ``supports_groups`` and ``reset_groups(group_size, seed)``
+  (every block of ``group_size`` consecutive envs starts from one identical state: GRPO's
+  same-start groups), ``state_dict``/``load_state_dict`` (``{}``: the env cannot save its
+  games), ``frame_stack``/``frame_padding`` (observations that are stacks of the last frames,
+  which a replay buffer stores once), ``render(index)`` (an RGB frame of one env) and
+  ``pop_notes()`` (what happened to remote workers). Implementations subclass the protocol to
+  inherit the defaults.
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 S = TypeVar("S")
+# frame(header=None) -> uint8 [H, W, 3]: a picture of one env (see TensorEnv.frame)
+Frame = Callable[[str | None], np.ndarray]
 
 
 @runtime_checkable
@@ -42,6 +52,14 @@ class TensorEnv(Protocol):
     num_actions: int
     observation_space: gym.Space  # one env's observation space
     action_space: gym.Space  # one env's action space
+    max_episode_steps: int | None = None
+    """steps after which an episode is truncated (None: no limit)"""
+    frame_stack: int | None = None
+    """k when an observation is the stack of the last k frames ``[k, H, W]``, else None"""
+    frame_padding: str = "zeros"
+    """what a stack holds before an episode's first frame: ``zeros`` or ``first``"""
+    supports_groups: ClassVar[bool] = False
+    """whether :meth:`reset_groups` works"""
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]: ...
 
@@ -51,12 +69,46 @@ class TensorEnv(Protocol):
 
     def close(self) -> None: ...
 
+    def reset_groups(
+        self, group_size: int, seed: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reset so that every block of ``group_size`` consecutive envs starts from one state."""
+        raise ValueError(
+            f"{self!r} cannot start a group's episodes from one state; use group_start='random'"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the very same episodes; ``{}``: not supported (a
+        resumed run then starts new episodes)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{self!r} cannot load a saved env state")
+
+    @property
+    def action_meanings(self) -> tuple[str, ...]:
+        """Names of the actions, for animations and hints (default: their numbers)."""
+        return tuple(str(a) for a in range(self.num_actions))
+
+    def frame(self, index: int = 0, final: bool = False) -> Frame:
+        """A picture of env ``index`` now (``final``: of the episode the last step ended, before
+        its auto-reset): call it, with an optional header text, for the RGB image (uint8
+        ``[H, W, 3]``). Native games draw only when called, so keeping frames that may not be
+        shown costs nothing."""
+        raise NotImplementedError(f"{self!r} cannot render frames")
+
+    def pop_notes(self) -> list[str]:
+        """Lines worth a run's log since the last call (e.g. Ray workers restarted)."""
+        return []
+
 
 class FunctionalGame(Protocol[S]):
     """A game as pure batched functions; ``S`` is a dataclass of tensors ``[n, ...]``."""
 
     name: str
     num_actions: int
+    action_meanings: tuple[str, ...]
     observation_space: gym.Space
 
     def init(self, n: int, generator: torch.Generator) -> S: ...
@@ -69,7 +121,13 @@ class FunctionalGame(Protocol[S]):
 
     def legal_actions(self, state: S) -> torch.Tensor: ...
 
-    def episode_extras(self, state: S) -> dict[str, torch.Tensor]: ...
+    def episode_extras(self, state: S) -> dict[str, torch.Tensor]:
+        """Per-game statistics reported when an episode ends (``score``, ``max_tile``, ...)."""
+        ...
+
+    def render_rgb(self, state: S, index: int = 0, header: str | None = None) -> np.ndarray:
+        """Game ``index`` as an RGB frame (uint8 numpy ``[H, W, 3]``)."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +136,7 @@ class FunctionalGame(Protocol[S]):
 
 def _map_state(fn, *states):
     first = states[0]
-    values = {f.name: fn(*(getattr(s, f.name) for s in states)) for f in dataclasses.fields(first)}
+    values = {f.name: fn(*(vars(s)[f.name] for s in states)) for f in dataclasses.fields(first)}
     return dataclasses.replace(first, **values)
 
 
@@ -109,8 +167,8 @@ def state_scatter(state: S, index: torch.Tensor, rows: S) -> S:
     return _map_state(lambda x, y: x.index_put((index,), y), state, rows)
 
 
-def state_to(state: S, device: torch.device | str) -> S:
-    return _map_state(lambda x: x.to(device), state)
+def _draw(game: FunctionalGame, state, header: str | None = None) -> np.ndarray:
+    return game.render_rgb(state, 0, header=header)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +281,7 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
 # ---------------------------------------------------------------------------------------------
 
 
-class FunctionalEnv:
+class FunctionalEnv(TensorEnv):
     """Turns a :class:`FunctionalGame` into a :class:`TensorEnv`.
 
     Adds auto-reset, truncation after ``max_episode_steps`` (None: never), per-env running
@@ -266,6 +324,7 @@ class FunctionalEnv:
         self._seed = check_seed(seed)
         self.generator = make_generator(self.device, self._seed)
         self.state = None
+        self.final_state = None  # the state the last step reached, before its auto-reset
 
     def __repr__(self) -> str:
         return (
@@ -278,6 +337,8 @@ class FunctionalEnv:
         if seed is not None:
             self.generator.manual_seed(seed)
         return self._start(self.game.init(self.num_envs, self.generator))
+
+    supports_groups = True
 
     def reset_groups(
         self, group_size: int, seed: int | None = None
@@ -310,6 +371,7 @@ class FunctionalEnv:
         if self.check:
             actions = check_actions(actions, self.num_envs, self.num_actions, self.device)
         state, reward, terminated = self.game.step(self.state, actions, self.generator)
+        self.final_state = state
         self.episode_return = self.episode_return + reward
         self.episode_length = self.episode_length + 1
         if self.max_episode_steps is None:
@@ -356,7 +418,18 @@ class FunctionalEnv:
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
-        self.state = None
+        self.state = self.final_state = None
+
+    @property
+    def action_meanings(self) -> tuple[str, ...]:
+        return tuple(self.game.action_meanings)
+
+    def frame(self, index: int = 0, final: bool = False) -> Frame:
+        state = self.final_state if final else self.state
+        if state is None:
+            raise RuntimeError("call reset() (and, for final=True, step()) before frame()")
+        one = state_index(state, index)  # the state of this step, kept (states are immutable)
+        return functools.partial(_draw, self.game, one)
 
     # -- checkpoints: everything needed to continue the very same games ----------------------
 
@@ -364,7 +437,7 @@ class FunctionalEnv:
         if self.state is None:
             raise RuntimeError("call reset() before state_dict()")
         return {
-            "state": {f.name: getattr(self.state, f.name) for f in dataclasses.fields(self.state)},
+            "state": dict(vars(self.state)),
             "episode_return": self.episode_return,
             "episode_length": self.episode_length,
             "generator": self.generator.get_state(),
@@ -377,8 +450,11 @@ class FunctionalEnv:
         if saved != self.num_envs:
             raise ValueError(f"env state is for {saved} envs, this env has {self.num_envs}")
         fields = {k: v.to(self.device) for k, v in d["state"].items()}
-        if hasattr(self.game, "upgrade_state_fields"):  # a game whose state layout changed
-            fields = self.game.upgrade_state_fields(fields)
+        expected = {f.name for f in dataclasses.fields(self.state)}
+        if set(fields) != expected:
+            raise ValueError(
+                f"env state has fields {sorted(fields)}, {self.game.name} has {sorted(expected)}"
+            )
         self.state = dataclasses.replace(self.state, **fields)
         self.episode_return = d["episode_return"].to(self.device)
         self.episode_length = d["episode_length"].to(self.device)

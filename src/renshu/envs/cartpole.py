@@ -151,14 +151,6 @@ class CartPole:
         """float32 ``[n, 4]``: ``(x, x_dot, theta, theta_dot)``."""
         return state.s.to(torch.float32, copy=True)
 
-    @staticmethod
-    def upgrade_state_fields(fields: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Checkpoints made before the state was one tensor kept four ``[n]`` fields."""
-        old = ("x", "x_dot", "theta", "theta_dot")
-        if "s" not in fields and all(k in fields for k in old):
-            return {"s": torch.stack([fields[k] for k in old], dim=1)}
-        return fields
-
     def legal_actions(self, state: CartPoleState) -> torch.Tensor:
         return torch.ones(state.s.shape[0], 2, dtype=torch.bool, device=state.s.device)
 

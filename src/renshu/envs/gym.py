@@ -17,6 +17,7 @@ renshu's native games.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from renshu.envs.base import check_actions, check_seed, resolve_device
+from renshu.envs.base import TensorEnv, check_actions, check_seed, resolve_device
 
 VECTORIZATIONS = ("sync", "async")
 
@@ -98,7 +99,7 @@ class EpisodeTally:
         return episode
 
 
-class GymEnv:
+class GymEnv(TensorEnv):
     """``num_envs`` copies of the Gymnasium environment ``env_id`` as a TensorEnv.
 
     Args:
@@ -112,7 +113,10 @@ class GymEnv:
         wrappers: applied to each copy after ``gymnasium.make`` (e.g. Atari preprocessing).
         env_kwargs: keyword arguments of ``gymnasium.make`` for the environment itself.
         check: validate the actions of every ``step`` (shape, dtype, range).
+        render: make the copies with ``render_mode="rgb_array"`` so that :meth:`render` works.
     """
+
+    supports_groups = True  # when the id's reset is determined by its seed (checked)
 
     def __init__(
         self,
@@ -125,6 +129,7 @@ class GymEnv:
         wrappers: Callable[[gym.Env], gym.Env] | None = None,
         env_kwargs: dict[str, Any] | None = None,
         check: bool = True,
+        render: bool = False,
     ):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
@@ -145,6 +150,9 @@ class GymEnv:
         make_kwargs = dict(env_kwargs or {})
         if max_episode_steps is not None:
             make_kwargs["max_episode_steps"] = max_episode_steps
+        if render:
+            make_kwargs["render_mode"] = "rgb_array"
+        self._last_frame: np.ndarray | None = None
 
         def make_one() -> gym.Env:
             env = gym.make(env_id, **make_kwargs)
@@ -162,6 +170,7 @@ class GymEnv:
                 "spaces only"
             )
         self.action_space = action_space
+        self.max_episode_steps = probe.spec.max_episode_steps if probe.spec else None
         self.num_actions = int(action_space.n)
         self._action_start = int(action_space.start)
         self.observation_space = _single_obs_space(obs_space)
@@ -265,6 +274,24 @@ class GymEnv:
             torch.as_tensor(truncated).to(self.device),
             info_out,
         )
+
+    def frame(self, index: int = 0, final: bool = False):
+        """Copy ``index``'s picture (built with ``render=True``), drawn now. Gymnasium resets a
+        finished copy within its step, so ``final`` gives the last one drawn before that step."""
+        from renshu.envs.render import with_header
+
+        if not (final and self._last_frame is not None):
+            try:
+                if self.vectorization == "sync":
+                    image = self.venv.envs[index].render()
+                else:
+                    image = self.venv.call("render")[index]
+            except gym.error.DependencyNotInstalled as e:
+                raise ImportError(f"recording {self.env_id} needs its renderer: {e}") from None
+            if image is None:
+                raise ValueError(f"{self.env_id} renders no frames; build it with render=True")
+            self._last_frame = np.asarray(image)
+        return functools.partial(with_header, self._last_frame)
 
     def close(self) -> None:
         if self.venv is not None:

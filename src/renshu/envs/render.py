@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["board_ansi", "board_rgb", "overlay_panel"]
@@ -85,7 +86,7 @@ _GRID_ANSI = 145
 
 def _as_grid(tiles: Any) -> np.ndarray:
     """Tile values (list, numpy array or torch tensor, 2-D) as an int64 numpy array."""
-    if hasattr(tiles, "detach"):  # a torch tensor, possibly on an accelerator
+    if isinstance(tiles, torch.Tensor):  # possibly on an accelerator
         tiles = tiles.detach().cpu().numpy()
     grid = np.asarray(tiles)
     if grid.ndim != 2 or grid.size == 0:
@@ -239,6 +240,22 @@ def board_rgb(tiles: Any, cell: int = 64, header: str | None = None) -> np.ndarr
                 font = _font(max(8, int(cell * scale)))
                 _draw_centered(draw, (x0 + (cell - 1) / 2, y0 + (cell - 1) / 2), text, font, fg)
     return _pad_even(np.asarray(image, dtype=np.uint8), _GRID)
+
+
+def with_header(frame: Any, header: str | None) -> np.ndarray:
+    """``frame`` with a strip of text above it (as :func:`board_rgb` draws its header);
+    ``header=None`` returns the frame unchanged."""
+    image = _as_frame(frame)
+    if header is None:
+        return image
+    h, w = image.shape[:2]
+    strip_h = 24
+    strip = Image.new("RGB", (w, strip_h), _PAGE)
+    draw = ImageDraw.Draw(strip)
+    font = _font(14)
+    left, top, _, bottom = _text_box(draw, header, font)
+    draw.text((6 - left, round((strip_h - (top + bottom)) / 2)), header, font=font, fill=_DARK_TEXT)
+    return _pad_even(np.concatenate([np.asarray(strip, dtype=np.uint8), image]), _PAGE)
 
 
 def _format_value(value: float) -> str:

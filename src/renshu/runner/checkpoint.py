@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -10,14 +11,14 @@ from typing import Any
 
 import torch
 
+from renshu.errors import CheckpointError
 from renshu.fileio import atomic_open
 
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+
 FORMAT = "renshu-checkpoint"
-VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, or not renshu's."""
+VERSION = 2  # 2: algorithms with collect/learn (renshu 0.2); 1 is refused with a message
+LATEST = "checkpoints/latest.pt"
 
 
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor)
@@ -79,8 +80,114 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a renshu checkpoint (no '{FORMAT}' marker)")
     if data.get("version") != VERSION:
+        older = isinstance(data.get("version"), int) and data["version"] < VERSION
         raise CheckpointError(
-            f"checkpoint {path} has format version {data.get('version')}; "
-            f"this renshu reads version {VERSION}"
+            f"checkpoint {path} has format version {data.get('version')}; this renshu reads "
+            f"version {VERSION}"
+            + (" (it was written by an older renshu: train the run again)" if older else "")
         )
     return data
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's checkpoint: the algorithm, its env's games, and the loop's counters.
+
+
+def save_run_checkpoint(path: Path, spec, algo, state) -> Path:
+    """Write what resuming run ``spec`` needs (``state``: the loop's RunnerState)."""
+    return save_checkpoint(
+        path,
+        {
+            "algo": spec.algo,
+            "env": spec.env,
+            "algo_state": algo.state_dict(),
+            "env_state": algo.env.state_dict(),
+            "runner": {
+                "wall_seconds": state.wall_seconds,
+                "updates": state.updates,
+                "evals": state.evals,
+                "recent": list(state.recent),
+                "target_reached": state.target_reached,
+                "last_eval": json.dumps(state.last_eval),
+            },
+        },
+    )
+
+
+def _check_matches(data: dict, spec) -> None:
+    if data.get("algo") != spec.algo or data.get("env") != spec.env:
+        raise CheckpointError(
+            f"checkpoint is for {data.get('algo')} on {data.get('env')}, "
+            f"but this run is {spec.algo} on {spec.env}"
+        )
+
+
+def _load_algo(algo, data: dict, with_env: bool) -> None:
+    try:
+        algo.load_state_dict(data["algo_state"])
+        if with_env and data.get("env_state"):
+            algo.env.load_state_dict(data["env_state"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint does not match this run's configuration: {e}") from None
+
+
+def restore_runner(data: dict, spec, algo, state) -> None:
+    """Load a checkpoint into a freshly built run: algorithm, env games, loop counters."""
+    _check_matches(data, spec)
+    _load_algo(algo, data, with_env=True)
+    r = data["runner"]
+    state.wall_seconds = float(r["wall_seconds"])
+    state.updates = int(r["updates"])
+    state.evals = int(r["evals"])
+    state.recent.extend(r["recent"])
+    state.target_reached = r["target_reached"]
+    state.last_eval = json.loads(r["last_eval"])
+
+
+def resume_run(
+    run_dir: str | Path,
+    steps: int | None = None,
+    progress: bool = True,
+    stop_after_updates: int | None = None,
+    ray_address: str | None = None,
+) -> dict:
+    """Continue a run from its latest checkpoint towards its budget (or a raised ``steps``);
+    a Ray run may continue on another cluster (``ray_address``)."""
+    from renshu.runner.loop import Trainer
+    from renshu.runner.run import load_run, record_budget
+
+    run_dir = Path(run_dir)
+    spec, values = load_run(run_dir)
+    if ray_address is not None:
+        spec.ray_address = ray_address
+    data = load_checkpoint(run_dir / LATEST)
+    if steps is not None:
+        budget = spec.total_steps()
+        if budget is not None and steps < budget:
+            raise ValueError(
+                f"--steps {steps} is below the run's budget of {budget} steps; "
+                "--resume can only keep or raise it"
+            )
+        spec.steps = steps
+    trainer = Trainer(run_dir, spec, values, progress, stop_after_updates)
+    trainer.restore(data)
+    if steps is not None:  # record the raised budget only once the checkpoint proved usable
+        record_budget(run_dir, steps)
+    return trainer.train()
+
+
+def load_trained(run_dir: str | Path, device: str | None = None):
+    """(algo with the run's latest weights, spec) for evaluation and recording."""
+    import dataclasses
+
+    from renshu.runner.run import build, load_run
+
+    spec, values = load_run(run_dir)
+    if device is not None:
+        spec.device = device
+    data = load_checkpoint(Path(run_dir) / LATEST)
+    if data.get("algo") != spec.algo:
+        raise CheckpointError(f"checkpoint in {run_dir} is for {data.get('algo')}, not {spec.algo}")
+    algo, _, _ = build(dataclasses.replace(spec, backend="local"), values)
+    _load_algo(algo, data, with_env=False)
+    return algo, spec

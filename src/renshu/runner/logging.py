@@ -254,27 +254,21 @@ class RunLogger:
         self._writer = None
         if tensorboard:  # fail on a missing package before touching any file
             _summary_writer_class()
-        self._metrics = _CsvTable(self.run_dir / METRICS_FILE, _METRICS_LEADING, resume_step)
+        opened: list[_CsvTable] = []
         try:
+            self._metrics = _CsvTable(self.run_dir / METRICS_FILE, _METRICS_LEADING, resume_step)
+            opened.append(self._metrics)
             self._episodes = _CsvTable(self.run_dir / EPISODES_FILE, _EPISODES_LEADING, resume_step)
+            opened.append(self._episodes)
             if tensorboard:
                 purge = None if resume_step is None else int(resume_step) + 1
                 log_dir = str(self.run_dir / TENSORBOARD_DIR)
                 self._writer = _summary_writer_class()(log_dir=log_dir, purge_step=purge)
         except BaseException:
-            self._metrics.close()
-            if hasattr(self, "_episodes"):
-                self._episodes.close()
+            for table in opened:
+                table.close()
             raise
         self._closed = False
-
-    @property
-    def metrics_path(self) -> Path:
-        return self._metrics.path
-
-    @property
-    def episodes_path(self) -> Path:
-        return self._episodes.path
 
     def _check_open(self) -> None:
         if self._closed:

@@ -6,10 +6,9 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from renshu.envs.base import make_generator, random_legal_actions
+from renshu.envs.base import random_legal_actions
 
 # act(obs [1, ...], mask [1, A]) -> action [1];  values(obs, mask) -> (label, [1, A] tensor)
 ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -28,9 +27,9 @@ def explainer(algo, spec, prompt: str | None = None, max_new_tokens: int = 24) -
     """
     from renshu.encoders import stateless
 
-    encoder = getattr(algo, "encoder", None)
-    if encoder is None or not callable(getattr(encoder, "describe", None)):
-        used = f"--encoder {spec.encoder}" if getattr(spec, "encoder", None) else "no encoder"
+    encoder = None if spec.encoder is None else algo.encoder
+    if encoder is None or not encoder.describes:
+        used = f"--encoder {spec.encoder}" if spec.encoder else "no encoder"
         raise ValueError(
             f"--explain needs a run trained with --encoder hf-vlm (this run used {used})"
         )
@@ -67,133 +66,8 @@ def _keep(n: int, max_frames: int) -> range:
     return range(0, n, max(1, math.ceil(n / max_frames)))
 
 
-def _frames_native(
-    game, act: ActFn, values: ValuesFn, seed: int, max_steps: int, title: str, max_frames: int,
-    explain: ExplainFn | None = None,
-):  # fmt: skip
-    from renshu.envs.render import overlay_panel
-
-    generator = make_generator(torch.device("cpu"), seed)
-    state = game.init(1, generator)
-    names = getattr(game, "action_meanings", tuple(str(a) for a in range(game.num_actions)))
-    shots, total, step, terminated = [], 0.0, 0, False
-    while step < max_steps:
-        obs, mask = game.observe(state), game.legal_actions(state)
-        action = act(obs, mask)
-        label, vals = values(obs, mask)
-        header = f"step {step}  " + _score_text(game, state, total)
-        lines = [title, f"action: {names[int(action[0])]}", label]
-        bars = {names[a]: float(vals[0, a]) for a in range(game.num_actions)}
-        shots.append((state, header, lines, bars, obs))  # rendered later, only the frames kept
-        state, reward, term = game.step(state, action, generator)
-        total += float(reward[0])
-        step += 1
-        terminated = bool(term[0])
-        if terminated:
-            break
-    kept = [shots[i] for i in _keep(len(shots), max_frames)]
-    texts = _explain_lines(explain, [shot[4] for shot in kept])
-    frames = [
-        overlay_panel(game.render_rgb(st, 0, header=header), _with_text(lines, text), bars)
-        for (st, header, lines, bars, _), text in zip(kept, texts)
-    ]
-    end = "game over" if terminated else f"stopped after {step} steps"
-    header = f"step {step}  " + _score_text(game, state, total)
-    last = overlay_panel(game.render_rgb(state, 0, header=header), [title, end], None)
-    frames.extend([last] * 8)  # hold the final position for a moment
-    return frames, step, total
-
-
-def _score_text(game, state, total: float) -> str:
-    if hasattr(state, "score"):
-        return f"score {int(state.score[0])}"
-    return f"return {total:g}"
-
-
-def _frames_gym(
-    env_id: str, act: ActFn, values: ValuesFn, seed: int, max_steps: int, title: str,
-    max_frames: int, explain: ExplainFn | None = None,
-):  # fmt: skip
-    import gymnasium as gym
-
-    from renshu.envs.render import overlay_panel
-
-    env = gym.make(env_id, render_mode="rgb_array")
-    obs, _ = env.reset(seed=seed)
-    try:
-        env.render()
-    except gym.error.DependencyNotInstalled as e:
-        env.close()
-        raise ImportError(f"recording {env_id} needs its renderer: {e}") from None
-    n = env.action_space.n
-    shots, total, step, done = [], 0.0, 0, False
-    while step < max_steps and not done:
-        o = torch.as_tensor(np.asarray(obs)).unsqueeze(0)
-        if o.dtype == torch.float64:
-            o = o.float()
-        mask = torch.ones(1, n, dtype=torch.bool)
-        action = act(o, mask)
-        label, vals = values(o, mask)
-        bars = {str(a): float(vals[0, a]) for a in range(n)}
-        lines = [title, f"step {step}  return {total:g}", f"action: {int(action[0])}", label]
-        shots.append((np.asarray(env.render()), lines, bars, o))
-        obs, reward, terminated, truncated, _ = env.step(int(action[0]))
-        total += float(reward)
-        step += 1
-        done = terminated or truncated
-    env.close()
-    kept = [shots[i] for i in _keep(len(shots), max_frames)]
-    texts = _explain_lines(explain, [shot[3] for shot in kept])
-    frames = [
-        overlay_panel(image, _with_text(lines, text), bars)
-        for (image, lines, bars, _), text in zip(kept, texts)
-    ]
-    return frames, step, total
-
-
-def _frames_atari(
-    env_name: str, env_options: dict, act: ActFn, values: ValuesFn, seed: int, max_steps: int,
-    title: str, max_frames: int, scale: int = 3, explain: ExplainFn | None = None,
-):  # fmt: skip
-    """One Atari game as the agent sees it: the newest 84x84 frame of its stack, enlarged."""
-    from renshu.envs.atari import AtariEnv
-    from renshu.envs.render import overlay_panel
-
-    env = AtariEnv(env_name, num_envs=1, seed=seed, **env_options)
-    names = env.action_meanings
-    obs, info = env.reset(seed=seed)
-    shots, total, step, done = [], 0.0, 0, False
-    while step < max_steps and not done:
-        mask = info["action_mask"]
-        action = act(obs, mask)
-        label, vals = values(obs, mask)
-        bars = {names[a]: float(vals[0, a]) for a in range(env.num_actions)}
-        lines = [
-            title, f"step {step}  score {total:g}", f"action: {names[int(action[0])]}", label
-        ]  # fmt: skip
-        shots.append((obs[0, -1].numpy(), lines, bars, obs))
-        obs, reward, _, _, info = env.step(action)
-        total += float(reward[0])
-        step += 1
-        done = bool(info["done"][0])
-    env.close()
-
-    def frame(grey: np.ndarray) -> np.ndarray:
-        big = grey.repeat(scale, 0).repeat(scale, 1)
-        return np.repeat(big[:, :, None], 3, axis=2)
-
-    kept = [shots[i] for i in _keep(len(shots), max_frames)]
-    texts = _explain_lines(explain, [shot[3] for shot in kept])
-    frames = [
-        overlay_panel(frame(grey), _with_text(lines, text), bars)
-        for (grey, lines, bars, _), text in zip(kept, texts)
-    ]
-    return frames, step, total
-
-
 def record(
-    env_name: str,
-    env_options: dict,
+    spec,
     act: ActFn,
     values: ValuesFn,
     out: str | Path,
@@ -204,33 +78,54 @@ def record(
     max_frames: int = 150,
     explain: ExplainFn | None = None,
 ) -> dict:
-    """Play one episode and write it to ``out`` (.gif or .mp4). Returns steps and return.
+    """Play one episode of run ``spec``'s env and write it to ``out`` (.gif or .mp4). Returns
+    steps, return and frames.
 
+    The episode runs in the evaluation loop (:func:`~renshu.runner.evaluate.play`) on one env.
     Long episodes are shown with every k-th step so the animation has at most ``max_frames``
-    frames (plus a held final frame). ``explain`` (see :func:`explainer`) writes a text on each
-    frame shown, computed for those frames only.
+    frames (plus a held final frame); native games draw only those. ``explain`` (see
+    :func:`explainer`) writes a text on each frame shown, computed for those frames only.
     """
-    from renshu.envs.registry import _ALIASES, NATIVE_ENVS
+    from renshu.envs.render import overlay_panel
+    from renshu.runner.evaluate import make_eval_env, play
     from renshu.viz.animation import save_animation
 
-    name = _ALIASES.get(env_name, env_name)
-    if name in NATIVE_ENVS:
-        game = NATIVE_ENVS[name].make_game(**env_options)
-        limit = NATIVE_ENVS[name].max_episode_steps
-        max_steps = min(max_steps, limit) if limit else max_steps
-        frames, steps, total = _frames_native(
-            game, act, values, seed, max_steps, title, max_frames, explain
-        )
-    elif name.startswith("ALE/"):
-        frames, steps, total = _frames_atari(
-            name, env_options, act, values, seed, max_steps, title, max_frames, explain=explain
-        )
-    else:
-        frames, steps, total = _frames_gym(
-            env_name, act, values, seed, max_steps, title, max_frames, explain
-        )
-    save_animation(frames, out, fps=fps)
-    return {"out": str(out), "steps": steps, "return": total, "frames": len(frames)}
+    env = make_eval_env(spec, 1, "cpu", render=True)
+    names = env.action_meanings
+    score = "score" if "score" in spec.env_spec.extras else "return"
+    shots: list = []  # (frame, header, lines, bars, obs) per step
+    total, ended = [0.0], [False]
+
+    def act_and_watch(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        action = act(obs, mask)
+        label, vals = values(obs, mask)
+        header = f"step {len(shots)}  {score} {total[0]:g}"
+        lines = [title, f"action: {names[int(action[0])]}", label]
+        bars = {names[a]: float(vals[0, a]) for a in range(env.num_actions)}
+        shots.append((env.frame(0), header, lines, bars, obs))
+        return action
+
+    def on_step(obs, mask, action, reward, info) -> bool:
+        total[0] += float(reward[0])
+        ended[0] = bool(info["done"][0])
+        return ended[0] or len(shots) >= max_steps
+
+    try:
+        play(act_and_watch, env, 1, seed, max_steps=max_steps, on_step=on_step)
+        kept = [shots[i] for i in _keep(len(shots), max_frames)]
+        texts = _explain_lines(explain, [shot[4] for shot in kept])
+        images = [
+            overlay_panel(frame(header), _with_text(lines, text), bars)
+            for (frame, header, lines, bars, _), text in zip(kept, texts)
+        ]
+        steps = len(shots)
+        end = "episode over" if ended[0] else f"stopped after {steps} steps"
+        last = env.frame(0, final=ended[0])(f"step {steps}  {score} {total[0]:g}")
+    finally:
+        env.close()
+    images.extend([overlay_panel(last, [title, end], None)] * 8)  # hold the final position
+    save_animation(images, out, fps=fps)
+    return {"out": str(out), "steps": steps, "return": total[0], "frames": len(images)}
 
 
 def record_episode(algo, spec, out: str | Path, seed: int | None = None, **kwargs) -> dict:
@@ -246,7 +141,7 @@ def record_episode(algo, spec, out: str | Path, seed: int | None = None, **kwarg
 
     title = f"{spec.algo} (greedy)"
     seed = spec.seed + 7 if seed is None else seed
-    return record(spec.env, spec.env_options, act, values, out, seed=seed, title=title, **kwargs)
+    return record(spec, act, values, out, seed=seed, title=title, **kwargs)
 
 
 def random_policy(seed: int) -> tuple[ActFn, ValuesFn]:
