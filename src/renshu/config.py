@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -180,6 +181,31 @@ def check(condition: bool, name: str, why: str, value: Any) -> None:
     """Raise ``ValueError("config field 'name' = value: why")`` unless ``condition``."""
     if not condition:
         raise ValueError(f"config field {name!r} = {value!r}: {why}")
+
+
+def check_fields(
+    config: Any,
+    *,
+    at_least_1: tuple[str, ...] = (),
+    at_least_0: tuple[str, ...] = (),
+    positive: tuple[str, ...] = (),
+    unit: tuple[str, ...] = (),
+    choices: dict[str, tuple[Any, ...]] | None = None,
+) -> None:
+    """The usual checks of a config's fields, by name: whole numbers ``>= 1`` or ``>= 0``,
+    finite numbers ``> 0``, numbers in ``[0, 1]``, and one of a few ``choices``."""
+    values = vars(config)
+    for name in at_least_1:
+        check(values[name] >= 1, name, "must be >= 1", values[name])
+    for name in at_least_0:
+        check(values[name] >= 0, name, "must be >= 0", values[name])
+    for name in positive:
+        value = values[name]
+        check(math.isfinite(value) and value > 0, name, "must be > 0 and finite", value)
+    for name in unit:
+        check(0 <= values[name] <= 1, name, "must lie in [0, 1]", values[name])
+    for name, valid in (choices or {}).items():
+        check(values[name] in valid, name, " or ".join(map(str, valid)), values[name])
 
 
 def check_network(hidden: tuple[int, ...], activation: str) -> None:

@@ -12,22 +12,23 @@ with RMSprop (or Adam), gradient-norm clipping and linear learning-rate annealin
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from renshu.config import check, check_network
+from renshu.config import check_fields, check_network
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
     action_probabilities,
     build_actor_critic,
     explained_variance,
     load_on_policy_state,
+    load_policy_acting_state,
     log_prob_entropy,
     masked_logits,
     on_policy_state,
+    policy_acting_state,
     policy_actions,
 )
 from renshu.core.returns import gae, normalize
@@ -71,21 +72,11 @@ class A2CConfig:
     """actor and critic share one torso"""
 
     def __post_init__(self):
-        check(self.num_envs >= 1, "num_envs", "must be >= 1", self.num_envs)
-        check(self.num_steps >= 1, "num_steps", "must be >= 1", self.num_steps)
-        check(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate",
-            "must be > 0 and finite",
-            self.learning_rate,
-        )
-        for name in ("ent_coef", "vf_coef"):
-            check(vars(self)[name] >= 0, name, "must be >= 0", vars(self)[name])
-        check(self.optimizer in ("rmsprop", "adam"), "optimizer", "rmsprop or adam", self.optimizer)
-        check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
-        check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
-        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
-        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
+        check_fields(
+            self, at_least_1=("num_envs", "num_steps"), at_least_0=("ent_coef", "vf_coef"),
+            positive=("learning_rate", "reward_scale", "max_grad_norm"),
+            unit=("gamma", "gae_lambda"), choices={"optimizer": ("rmsprop", "adam")},
+        )  # fmt: skip
         check_network(self.hidden, self.activation)
 
 
@@ -160,14 +151,7 @@ class A2C:
             "train/nonfinite_steps": bad,
         }
 
-    def acting_state(self) -> dict:
-        return {"policy": self.policy.state_dict()}
-
-    def load_acting_state(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-
-    def state_dict(self) -> dict:
-        return on_policy_state(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        load_on_policy_state(self, state)
+    acting_state = policy_acting_state
+    load_acting_state = load_policy_acting_state
+    state_dict = on_policy_state
+    load_state_dict = load_on_policy_state

@@ -32,7 +32,6 @@ while the logged return stays the game score.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from renshu.config import check, check_network
+from renshu.config import check, check_fields, check_network
 from renshu.core.buffers import ReplayBuffer
 from renshu.core.nets import adam, guarded_step, make_torso, use_bf16_autocast
 from renshu.core.policy import masked_logits
@@ -117,34 +116,17 @@ class DQNConfig:
     because learning parity with float32 is not verified yet (docs/dqn.md)"""
 
     def __post_init__(self):
-        for name in ("num_envs", "buffer_size", "batch_size", "train_freq", "n_step"):
-            check(vars(self)[name] >= 1, name, "must be >= 1", vars(self)[name])
-        for name in ("learning_starts", "gradient_steps"):
-            check(vars(self)[name] >= 0, name, "must be >= 0", vars(self)[name])
-        check(
-            self.target_update_interval >= 1,
-            "target_update_interval",
-            "must be >= 1",
-            self.target_update_interval,
-        )
-        check(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate",
-            "must be > 0 and finite",
-            self.learning_rate,
-        )
-        check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
+        check_fields(
+            self,
+            at_least_1=("num_envs", "buffer_size", "batch_size", "train_freq", "n_step",
+                        "target_update_interval"),
+            at_least_0=("learning_starts", "gradient_steps", "per_alpha"),
+            positive=("learning_rate", "max_grad_norm", "per_eps", "reward_scale", "adam_eps"),
+            unit=("gamma", "exploration_initial_eps", "exploration_final_eps",
+                  "exploration_fraction", "per_beta"),
+            choices={"bf16": ("auto", "on", "off")},
+        )  # fmt: skip
         check(0 < self.tau <= 1, "tau", "must lie in (0, 1]", self.tau)
-        for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
-            v = vars(self)[name]
-            check(0 <= v <= 1, name, "must lie in [0, 1]", v)
-        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
-        check(self.per_alpha >= 0, "per_alpha", "must be >= 0", self.per_alpha)
-        check(0 <= self.per_beta <= 1, "per_beta", "must lie in [0, 1]", self.per_beta)
-        check(self.per_eps > 0, "per_eps", "must be > 0", self.per_eps)
-        check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
-        check(self.adam_eps > 0, "adam_eps", "must be > 0", self.adam_eps)
-        check(self.bf16 in ("auto", "on", "off"), "bf16", "auto, on or off", self.bf16)
         check_network(self.hidden, self.activation)
 
 

@@ -40,13 +40,15 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from renshu.config import check, check_network
+from renshu.config import check, check_fields, check_network
 from renshu.core.losses import GRPOStats, aggregation_weights, grpo_loss
 from renshu.core.nets import adam, guarded_step, layer_init, make_torso
 from renshu.core.policy import (
     action_probabilities,
+    load_policy_acting_state,
     log_prob,
     masked_logits,
+    policy_acting_state,
     policy_actions,
     sample,
 )
@@ -111,21 +113,14 @@ class GRPOConfig:
     def __post_init__(self):
         check(self.group_size >= 2, "group_size", "must be >= 2 (a group compares episodes)",
               self.group_size)  # fmt: skip
-        check(self.num_groups >= 1, "num_groups", "must be >= 1", self.num_groups)
-        check(self.group_start in ("same", "random"), "group_start", "same or random",
-              self.group_start)  # fmt: skip
-        check(self.reward in ("outcome", "return_to_go"), "reward", "outcome or return_to_go",
-              self.reward)  # fmt: skip
-        check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
-        check(self.adv_norm in ("group", "batch"), "adv_norm", "group or batch", self.adv_norm)
-        check(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate",
-            "must be > 0 and finite",
-            self.learning_rate,
-        )
-        check(self.update_epochs >= 1, "update_epochs", "must be >= 1", self.update_epochs)
-        check(self.num_minibatches >= 1, "num_minibatches", "must be >= 1", self.num_minibatches)
+        check_fields(
+            self, at_least_1=("num_groups", "update_epochs", "num_minibatches",
+                              "max_rollout_steps"),
+            at_least_0=("ref_refresh",), positive=("learning_rate", "max_grad_norm"),
+            unit=("gamma",),
+            choices={"group_start": ("same", "random"), "reward": ("outcome", "return_to_go"),
+                     "adv_norm": ("group", "batch"), "loss_aggregation": ("episode", "step")},
+        )  # fmt: skip
         check(
             self.num_groups % self.num_minibatches == 0,
             "num_minibatches",
@@ -140,16 +135,6 @@ class GRPOConfig:
             self.clip_eps_high,
         )
         check(math.isfinite(self.beta) and self.beta >= 0, "beta", "must be >= 0", self.beta)
-        check(self.ref_refresh >= 0, "ref_refresh", "must be >= 0", self.ref_refresh)
-        check(
-            self.loss_aggregation in ("episode", "step"),
-            "loss_aggregation",
-            "episode or step",
-            self.loss_aggregation,
-        )
-        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
-        check(self.max_rollout_steps >= 1, "max_rollout_steps", "must be >= 1",
-              self.max_rollout_steps)  # fmt: skip
         check_network(self.hidden, self.activation)
 
 
@@ -440,11 +425,8 @@ class GRPO:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def acting_state(self) -> dict:
-        return {"policy": self.policy.state_dict()}
-
-    def load_acting_state(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
+    acting_state = policy_acting_state
+    load_acting_state = load_policy_acting_state
 
     def state_dict(self) -> dict:
         state = {

@@ -24,13 +24,12 @@ read them from the rollout: the encoder never runs while learning.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from renshu.config import check, check_network
+from renshu.config import check, check_fields, check_network
 from renshu.core.losses import PPOCoefs, PPOMinibatch, PPOStats, ppo_loss_and_grad
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
@@ -38,7 +37,9 @@ from renshu.core.policy import (
     build_actor_critic,
     explained_variance,
     load_on_policy_state,
+    load_policy_acting_state,
     on_policy_state,
+    policy_acting_state,
     policy_actions,
 )
 from renshu.core.returns import gae, normalize
@@ -93,29 +94,18 @@ class PPOConfig:
     """actor and critic share one torso"""
 
     def __post_init__(self):
-        check(self.num_envs >= 1, "num_envs", "must be >= 1", self.num_envs)
-        check(self.num_steps >= 1, "num_steps", "must be >= 1", self.num_steps)
-        check(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate",
-            "must be > 0 and finite",
-            self.learning_rate,
-        )
-        for name in ("ent_coef", "vf_coef"):
-            check(vars(self)[name] >= 0, name, "must be >= 0", vars(self)[name])
-        check(0 <= self.gamma <= 1, "gamma", "must lie in [0, 1]", self.gamma)
-        check(self.reward_scale > 0, "reward_scale", "must be > 0", self.reward_scale)
-        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must lie in [0, 1]", self.gae_lambda)
-        check(self.num_minibatches >= 1, "num_minibatches", "must be >= 1", self.num_minibatches)
+        check_fields(
+            self, at_least_1=("num_envs", "num_steps", "num_minibatches", "update_epochs"),
+            at_least_0=("ent_coef", "vf_coef"),
+            positive=("learning_rate", "reward_scale", "clip_coef", "max_grad_norm"),
+            unit=("gamma", "gae_lambda"),
+        )  # fmt: skip
         check(
             self.num_envs * self.num_steps % self.num_minibatches == 0,
             "num_minibatches",
             f"must divide num_envs * num_steps = {self.num_envs * self.num_steps}",
             self.num_minibatches,
         )
-        check(self.update_epochs >= 1, "update_epochs", "must be >= 1", self.update_epochs)
-        check(self.clip_coef > 0, "clip_coef", "must be > 0", self.clip_coef)
-        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0", self.max_grad_norm)
         check(
             self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0", self.target_kl
         )
@@ -231,14 +221,7 @@ class PPO:
             "train/nonfinite_steps": int(skipped),
         }
 
-    def acting_state(self) -> dict:
-        return {"policy": self.policy.state_dict()}
-
-    def load_acting_state(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-
-    def state_dict(self) -> dict:
-        return on_policy_state(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        load_on_policy_state(self, state)
+    acting_state = policy_acting_state
+    load_acting_state = load_policy_acting_state
+    state_dict = on_policy_state
+    load_state_dict = load_on_policy_state

@@ -161,6 +161,15 @@ def on_policy_state(algo) -> dict:
     }
 
 
+def policy_acting_state(algo) -> dict:
+    """What a collecting copy of a policy-gradient algorithm needs: the policy's weights."""
+    return {"policy": algo.policy.state_dict()}
+
+
+def load_policy_acting_state(algo, state: dict) -> None:
+    algo.policy.load_state_dict(state["policy"])
+
+
 def load_on_policy_state(algo, state: dict) -> None:
     algo.policy.load_state_dict(state["policy"])
     algo.optimizer.load_state_dict(state["optimizer"])
