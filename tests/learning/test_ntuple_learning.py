@@ -2,9 +2,9 @@
 
 Bar: after 2M training moves (1024 games at once, the default 4x6 tuple set, seed 0), greedy
 play's mean score over 1000 games is at least 5x random play's on the same start boards, and at
-least 60% of its games reach the 512 tile (random play: none). Measured: see the assertion
-messages (about 1.5 minutes on one thread, most of it the numba path's first compile when its
-cache is cold).
+least 60% of its games reach the 512 tile (random play: none). Measured here: 13,889 (12.6x
+random's 1,099), the 512 tile in 95%, in 29 s on one thread (AMD EPYC, numba path, its compile
+cache warm; a cold cache adds the kernels' compile).
 """
 
 import pytest

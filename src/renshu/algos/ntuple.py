@@ -16,9 +16,11 @@ and their values in one pass) and records each game's chosen afterstate, reward 
 ``learn`` moves every game's previous afterstate toward ``r + V(chosen afterstate)``, and the
 final afterstate of every game that ended toward 0. All errors of a round use the tables as they
 were at its start, and the round's updates are added with one accumulating scatter: when games
-share a weight their updates **add up** (the gradient of the round's summed squared errors).
-Many games early in a game at once would multiply the step on the weights they share, which is
-what bounds ``num_envs`` (see docs/ntuple.md).
+share a weight their updates add up (``collision_cap=None``: the gradient of the round's summed
+squared errors), up to ``collision_cap`` of them; more are averaged to that many.
+Summed updates from many games multiply the step on the weights they share and diverge, so a
+weight's ``c`` updates of a round are scaled by ``min(1, collision_cap / c)`` (see
+docs/ntuple.md for the measurements behind the defaults).
 
 On the CPU with numba installed, compiled kernels do a board's moves, lookups and updates in one
 pass (``backend="auto"``); the torch path runs anywhere (CUDA) and gives bit-identical tables on
@@ -42,7 +44,7 @@ from renshu.envs.game2048 import MAX_EXPONENT, Game2048, board_from_exponents
 
 @dataclass(frozen=True)
 class NTupleConfig:
-    num_envs: int = 1024
+    num_envs: int = 4096
     """games played (and learned from) at once"""
     tuples: str = "4x6"
     """tuple set: 4x6 (Wu et al.), 2x4+2x6 (Szubert & Jaskowski), 8x6 (Matsuzaki), or cell lists
@@ -57,7 +59,7 @@ class NTupleConfig:
     starts at init_value / lookups"""
     stage_tile: int | None = None
     """tile (e.g. 16384) from which afterstates use a second table set (None: one set)"""
-    collision_cap: int | None = 1
+    collision_cap: int | None = 8
     """how the c updates one weight gets from a round's games combine: each is scaled by
     min(1, cap / c), so up to cap add up and more are averaged (1: their mean); None: all add
     up, one gradient step on the summed squared errors (diverges with many games at once)"""
