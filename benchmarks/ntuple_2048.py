@@ -19,6 +19,8 @@ Threads: ``--threads`` (torch and numba; the process is pinned to that many core
     python benchmarks/ntuple_2048.py                                  # full: 5, 15, 30 minutes
     python benchmarks/ntuple_2048.py --minutes 1,2 --greedy-games 200 --search-games 20
     python benchmarks/ntuple_2048.py --skip-strength --speed-seconds 20
+    python benchmarks/ntuple_2048.py --threads 1 --skip-speed \
+        --sweep "num_envs=1024,collision_cap=1;num_envs=4096,collision_cap=8"
 """
 
 from __future__ import annotations
@@ -216,6 +218,31 @@ def strength(args) -> list[dict]:
     return rows
 
 
+def sweep(args) -> list[dict]:
+    """Greedy strength after the same number of training moves for each config of ``--sweep``
+    (e.g. ``num_envs=4096,collision_cap=8;num_envs=1024,collision_cap=1``)."""
+    rows = []
+    for spec in args.sweep.split(";"):
+        values = {}
+        for item in spec.split(","):
+            key, text = item.split("=")
+            values[key.strip()] = None if text == "None" else int(text)
+        values.setdefault("num_envs", args.num_envs)
+        env = make_env("game2048", num_envs=values["num_envs"], seed=0)
+        algo = NTuple(env, NTupleConfig(**values), seed=0)
+        start = time.perf_counter()
+        while algo.env_steps < args.sweep_moves:
+            progress = algo.env_steps / args.sweep_moves
+            algo.learn(algo.collect(progress), progress)
+        seconds = time.perf_counter() - start
+        row = {"config": spec, "train_moves": algo.env_steps, "train_seconds": seconds}
+        row.update(play(algo.act, args.sweep_games))
+        print(f"  {row}", flush=True)
+        rows.append(row)
+        del algo, env
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -229,6 +256,9 @@ def main() -> None:
     p.add_argument("--search-games", type=int, default=200)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-strength", action="store_true")
+    p.add_argument("--sweep", help="configs to compare at equal moves, ';'-separated")
+    p.add_argument("--sweep-moves", type=int, default=10_000_000)
+    p.add_argument("--sweep-games", type=int, default=300)
     p.add_argument("--json", type=Path, help="write the rows here too")
     args = p.parse_args()
     set_threads(args.threads)
@@ -252,6 +282,15 @@ def main() -> None:
             )
         for cpu, rate in TDL2048_ST_TRAINING.items():
             print(f"| TDL2048+ C++, 1 thread, {cpu} (quoted) | 1 | {fmt_rate(rate)} | |")
+    if args.sweep:
+        rows = sweep(args)
+        out["sweep"] = rows
+        print("\n| config | training moves | mean score | 2048 | 4096 | 8192 | 16384 |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            shares = " | ".join(f"{100 * r['tiles'][t]:.1f}%" for t in TILES)
+            print(f"| {r['config']} | {r['train_moves']:,} | {r['mean_score']:,.0f} | {shares} |")
+        return
     if not args.skip_strength:
         rows = strength(args)
         out["strength"] = rows
