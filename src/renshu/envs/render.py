@@ -195,10 +195,33 @@ def _pad_even(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
     h, w = image.shape[:2]
     if h % 2 == 0 and w % 2 == 0:
         return image
-    out = np.empty((h + h % 2, w + w % 2, 3), dtype=np.uint8)
-    out[:] = fill
+    out = _solid(h + h % 2, w + w % 2, fill).copy()
     out[:h, :w] = image
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _solid(height: int, width: int, colour: tuple[int, int, int]) -> np.ndarray:
+    """A read-only image of one colour; copy it to draw on (faster than filling)."""
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = colour
+    image.flags.writeable = False
+    return image
+
+
+@functools.lru_cache(maxsize=256)
+def _tile(value: int, cell: int) -> np.ndarray:
+    """One tile (its rounded square on the board colour, with its number), drawn once."""
+    image = Image.new("RGB", (cell, cell), _GRID)
+    draw = ImageDraw.Draw(image)
+    bg, fg = _tile_colors(value)
+    draw.rounded_rectangle((0, 0, cell - 1, cell - 1), max(1, cell // 12), fill=bg)
+    if value:
+        text = str(value)
+        scale = {1: 0.55, 2: 0.5, 3: 0.42, 4: 0.34}.get(len(text), 0.28)
+        font = _font(max(8, int(cell * scale)))
+        _draw_centered(draw, ((cell - 1) / 2, (cell - 1) / 2), text, font, fg)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def board_rgb(tiles: Any, cell: int = 64, header: str | None = None) -> np.ndarray:
@@ -206,7 +229,8 @@ def board_rgb(tiles: Any, cell: int = 64, header: str | None = None) -> np.ndarr
 
     Each tile is a ``cell``-pixel rounded square on the board colour, with its number centred
     (dark text on 2 and 4, light text otherwise; the font shrinks for long numbers). ``header``
-    adds a strip above the board with that text. Height and width are even.
+    adds a strip above the board with that text. Height and width are even. Each kind of tile
+    is drawn once and pasted, so a board costs a few array copies.
     """
     grid = _as_grid(tiles)
     if not isinstance(cell, int) or isinstance(cell, bool) or cell < 8:
@@ -217,29 +241,19 @@ def board_rgb(tiles: Any, cell: int = 64, header: str | None = None) -> np.ndarr
     width = cols * cell + (cols + 1) * gap
     height = header_h + rows * cell + (rows + 1) * gap
 
-    image = Image.new("RGB", (width, height), _GRID)
-    draw = ImageDraw.Draw(image)
+    image = _solid(height, width, _GRID).copy()
     if header is not None:
-        draw.rectangle((0, 0, width - 1, header_h - 1), fill=_PAGE)
-        font = _font(max(8, int(header_h * 0.6)))
-        left, top, right, bottom = _text_box(draw, header, font)
-        y = (header_h - (top + bottom)) / 2
-        draw.text((gap * 2 - left, round(y)), header, font=font, fill=_DARK_TEXT)
-
-    radius = max(1, cell // 12)
+        image[:header_h] = _solid(header_h, width, _PAGE)
+        size = max(8, int(header_h * 0.6))
+        _, top, _, bottom = _stamp(header, size)[1:]
+        _paste_text(image, (gap * 2, round((header_h - (top + bottom)) / 2)), header, size,
+                    _DARK_TEXT)  # fmt: skip
     for r in range(rows):
         for c in range(cols):
-            value = int(grid[r, c])
-            bg, fg = _tile_colors(value)
             x0 = gap + c * (cell + gap)
             y0 = header_h + gap + r * (cell + gap)
-            draw.rounded_rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), radius, fill=bg)
-            if value:
-                text = str(value)
-                scale = {1: 0.55, 2: 0.5, 3: 0.42, 4: 0.34}.get(len(text), 0.28)
-                font = _font(max(8, int(cell * scale)))
-                _draw_centered(draw, (x0 + (cell - 1) / 2, y0 + (cell - 1) / 2), text, font, fg)
-    return _pad_even(np.asarray(image, dtype=np.uint8), _GRID)
+            image[y0 : y0 + cell, x0 : x0 + cell] = _tile(int(grid[r, c]), cell)
+    return _pad_even(image, _GRID)
 
 
 def with_header(frame: Any, header: str | None) -> np.ndarray:
@@ -264,6 +278,37 @@ def _format_value(value: float) -> str:
     return f"{value:.2f}" if abs(value) < 1000 else f"{value:.3g}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _stamp(text: str, size: int) -> tuple[np.ndarray, int, int, int, int]:
+    """``text`` drawn once as a coverage mask (float32 ``[h, w]`` in 0..1) with its bounding
+    box ``(left, top, right, bottom)`` relative to the drawing origin; panels paste it."""
+    font = _font(size)
+    left, top, right, bottom = _text_box(ImageDraw.Draw(Image.new("L", (1, 1))), text, font)
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255)
+    return np.asarray(mask, dtype=np.float32) / 255.0, left, top, right, bottom
+
+
+def _paste_text(image: np.ndarray, origin: tuple[int, int], text: str, size: int, colour) -> None:
+    """Blend ``text`` (colour ``colour``) into ``image`` as ``ImageDraw.text`` at ``origin``."""
+    if not text:
+        return
+    mask, left, top, _, _ = _stamp(text, size)
+    x0, y0 = origin[0] + left, origin[1] + top
+    h, w = mask.shape
+    ys, xs = (
+        slice(max(0, y0), min(image.shape[0], y0 + h)),
+        slice(max(0, x0), min(image.shape[1], x0 + w)),
+    )
+    if ys.start >= ys.stop or xs.start >= xs.stop:
+        return
+    m = mask[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0, None]
+    region = image[ys, xs].astype(np.float32)
+    image[ys, xs] = (region + (np.asarray(colour, dtype=np.float32) - region) * m + 0.5).astype(
+        np.uint8
+    )
+
+
 def overlay_panel(
     frame: np.ndarray,
     lines: list[str],
@@ -276,7 +321,8 @@ def overlay_panel(
     probabilities, or Q-values) below them, one row each: label, a bar whose length is
     ``|value| / max |value|`` of the track, and the value. The largest value's bar is highlighted
     and negative values are drawn in blue. The result keeps the frame's height unless the panel
-    needs more, in which case the frame is extended downwards; height and width are even.
+    needs more, in which case the frame is extended downwards; height and width are even. Text
+    is drawn once per distinct string and pasted (an animation repeats most of its labels).
     """
     image = _as_frame(frame)
     if not isinstance(width, int) or isinstance(width, bool) or width < 40:
@@ -284,51 +330,50 @@ def overlay_panel(
     lines = [str(line) for line in lines]
     bars = {str(k): float(v) for k, v in (bars or {}).items()}
 
-    font = _font(14)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    _, top, _, bottom = _text_box(probe, "Ag|", font)
+    size = 14
+    _, top, _, bottom = _stamp("Ag|", size)[1:]
     line_h = (bottom - top) + 6
     pad = 8
     content_h = pad + line_h * len(lines) + (pad if lines and bars else 0) + line_h * len(bars)
     h, w = image.shape[:2]
     height = max(h, content_h + pad)
 
-    panel = Image.new("RGB", (width, height), _PAGE)
-    draw = ImageDraw.Draw(panel)
+    panel = _solid(height, width, _PAGE).copy()
     y = pad
     for line in lines:
-        draw.text((pad, y - top), line, font=font, fill=_DARK_TEXT)
+        _paste_text(panel, (pad, y - top), line, size, _DARK_TEXT)
         y += line_h
     if bars:
         y += pad if lines else 0
         labels = list(bars)
         values = [bars[k] for k in labels]
         texts = [_format_value(v) for v in values]
-        label_w = max(_text_box(draw, k, font)[2] for k in labels)
-        value_w = max(_text_box(draw, t, font)[2] for t in texts)
+        label_w = max(_stamp(k, size)[3] for k in labels)
+        value_w = max(_stamp(t, size)[3] for t in texts)
         x0 = pad + label_w + 6
         x1 = width - pad - value_w - 6
         finite = [abs(v) for v in values if math.isfinite(v)]
         scale = max(finite, default=0.0)
         best = max((v for v in values if math.isfinite(v)), default=None)
         for label, value, text in zip(labels, values, texts, strict=True):
-            draw.text((pad, y - top), label, font=font, fill=_DARK_TEXT)
+            _paste_text(panel, (pad, y - top), label, size, _DARK_TEXT)
             bar_top, bar_bottom = y + 1, y + line_h - 5
             if x1 > x0:
-                draw.rectangle((x0, bar_top, x1, bar_bottom), fill=_TRACK)
+                panel[bar_top : bar_bottom + 1, x0 : x1 + 1] = _TRACK
                 if scale > 0 and math.isfinite(value) and value != 0:
                     length = round(abs(value) / scale * (x1 - x0))
                     colour = _BAR_NEGATIVE if value < 0 else _BAR
                     if value == best and value > 0:
                         colour = _BAR_BEST
                     if length > 0:
-                        draw.rectangle((x0, bar_top, x0 + length, bar_bottom), fill=colour)
-            value_x = width - pad - _text_box(draw, text, font)[2]
-            draw.text((value_x, y - top), text, font=font, fill=_DARK_TEXT)
+                        panel[bar_top : bar_bottom + 1, x0 : x0 + length + 1] = colour
+            value_x = width - pad - _stamp(text, size)[3]
+            _paste_text(panel, (value_x, y - top), text, size, _DARK_TEXT)
             y += line_h
 
     out = np.empty((height, w + width, 3), dtype=np.uint8)
-    out[:] = _PAGE
+    if height > h:
+        out[h:, :w] = _solid(height - h, w, _PAGE)
     out[:h, :w] = image
-    out[:, w:] = np.asarray(panel, dtype=np.uint8)
+    out[:, w:] = panel
     return _pad_even(out, _PAGE)

@@ -93,16 +93,13 @@ def record(
     env = make_eval_env(spec, 1, "cpu", render=True)
     names = env.action_meanings
     score = "score" if "score" in spec.env_spec.extras else "return"
-    shots: list = []  # (frame, header, lines, bars, obs) per step
+    shots: list = []  # (frame, header, obs, mask, action) per step; drawn only if kept
     total, ended = [0.0], [False]
 
     def act_and_watch(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         action = act(obs, mask)
-        label, vals = values(obs, mask)
         header = f"step {len(shots)}  {score} {total[0]:g}"
-        lines = [title, f"action: {names[int(action[0])]}", label]
-        bars = {names[a]: float(vals[0, a]) for a in range(env.num_actions)}
-        shots.append((env.frame(0), header, lines, bars, obs))
+        shots.append((env.frame(0), header, obs, mask, int(action[0])))
         return action
 
     def on_step(obs, mask, action, reward, info) -> bool:
@@ -113,11 +110,14 @@ def record(
     try:
         play(act_and_watch, env, 1, seed, max_steps=max_steps, on_step=on_step)
         kept = [shots[i] for i in _keep(len(shots), max_frames)]
-        texts = _explain_lines(explain, [shot[4] for shot in kept])
-        images = [
-            overlay_panel(frame(header), _with_text(lines, text), bars)
-            for (frame, header, lines, bars, _), text in zip(kept, texts)
-        ]
+        # What the agent thinks of each shown step, in one batched call.
+        label, vals = values(torch.cat([s[2] for s in kept]), torch.cat([s[3] for s in kept]))
+        texts = _explain_lines(explain, [shot[2] for shot in kept])
+        images = []
+        for (frame, header, _, _, action), row, text in zip(kept, vals.tolist(), texts):
+            lines = [title, f"action: {names[action]}", label]
+            bars = dict(zip(names, row))
+            images.append(overlay_panel(frame(header), _with_text(lines, text), bars))
         steps = len(shots)
         end = "episode over" if ended[0] else f"stopped after {steps} steps"
         last = env.frame(0, final=ended[0])(f"step {steps}  {score} {total[0]:g}")
