@@ -12,6 +12,7 @@ ALGORITHMS: dict[str, str] = {
     "a2c": "renshu.algos.a2c:A2C",
     "grpo": "renshu.algos.grpo:GRPO",
     "dqn": "renshu.algos.dqn:DQN",
+    "ntuple": "renshu.algos.ntuple:NTuple",
 }
 
 

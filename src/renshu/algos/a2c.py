@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 
+from renshu.algos.base import Algorithm
 from renshu.config import check_fields, check_network
 from renshu.core.nets import adam, guarded_step
 from renshu.core.policy import (
@@ -80,7 +81,7 @@ class A2CConfig:
         check_network(self.hidden, self.activation)
 
 
-class A2C:
+class A2C(Algorithm):
     name = "a2c"
     config_class = A2CConfig
     takes_encoder = False

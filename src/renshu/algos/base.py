@@ -1,8 +1,9 @@
 """The Algorithm protocol: what the runner, evaluation and Ray workers call on an algorithm.
 
 An algorithm is a class over a :class:`~renshu.envs.base.TensorEnv` with a frozen dataclass
-config. Acting and learning are two calls, so that collection can happen elsewhere (a Ray
-worker holding the learner's weights) and the learner only joins batches and learns::
+config; it subclasses :class:`Algorithm` (which declares the optional parts with defaults).
+Acting and learning are two calls, so that collection can happen elsewhere (a Ray worker
+holding the learner's weights) and the learner only joins batches and learns::
 
     algo = PPO(env, PPOConfig(), seed=0)
     batch = algo.collect(progress)             # act in the env with the current weights
@@ -61,6 +62,9 @@ class Algorithm(Protocol):
     """its frozen config dataclass"""
     takes_encoder: ClassVar[bool]
     """whether it takes a frozen encoder's features (``encoder=`` argument)"""
+    searches: ClassVar[tuple[str, ...]] = ()
+    """play-time searches ``search_actions(obs, mask, depth, cutoff)`` offers (``renshu eval
+    --search``); () for none"""
 
     env: TensorEnv
     config: Any

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from renshu.algos.base import Algorithm
 from renshu.config import check, check_fields, check_network
 from renshu.core.buffers import ReplayBuffer
 from renshu.core.nets import adam, guarded_step, make_torso, use_bf16_autocast
@@ -217,7 +218,7 @@ class Transitions:
         return cls(**joined)
 
 
-class DQN:
+class DQN(Algorithm):
     name = "dqn"
     config_class = DQNConfig
     takes_encoder = True

@@ -40,6 +40,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from renshu.algos.base import Algorithm
 from renshu.config import check, check_fields, check_network
 from renshu.core.losses import GRPOStats, aggregation_weights, grpo_loss
 from renshu.core.nets import adam, guarded_step, layer_init, make_torso
@@ -219,7 +220,7 @@ class GRPOMinibatch:
         )  # fmt: skip
 
 
-class GRPO:
+class GRPO(Algorithm):
     name = "grpo"
     config_class = GRPOConfig
     takes_encoder = False

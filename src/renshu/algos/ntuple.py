@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from renshu.algos.base import Algorithm
 from renshu.config import check
 from renshu.core import ntuple as nt
 from renshu.core.schedules import linear
@@ -137,7 +138,7 @@ def _check_env(env) -> None:
         )
 
 
-class NTuple:
+class NTuple(Algorithm):
     """N-tuple network TD(0) learner for 2048 (see the module docstring)."""
 
     name = "ntuple"

@@ -29,6 +29,7 @@ from typing import ClassVar
 
 import torch
 
+from renshu.algos.base import Algorithm
 from renshu.config import check, check_fields, check_network
 from renshu.core.losses import PPOCoefs, PPOMinibatch, PPOStats, ppo_loss_and_grad
 from renshu.core.nets import adam, guarded_step
@@ -112,7 +113,7 @@ class PPOConfig:
         check_network(self.hidden, self.activation)
 
 
-class PPO:
+class PPO(Algorithm):
     name = "ppo"
     config_class = PPOConfig
     takes_encoder = True

@@ -239,6 +239,8 @@ _GAME2048 = {
         group_size=8, num_groups=32, learning_rate=3e-4, update_epochs=2, num_minibatches=4,
         hidden=(256, 256), activation="relu",
     ),
+    # n-tuple TD learning: 4096 games at once, collisions capped at 8 (docs/ntuple.md).
+    "ntuple": dict(num_envs=4096, tuples="4x6", learning_rate=0.1, collision_cap=8),
     # 2.3-3.2x random play's mean score after 1.6M steps (3 seeds); docs/dqn.md.
     "dqn": dict(
         num_envs=64, learning_rate=2.5e-4, batch_size=256, buffer_size=200_000,
