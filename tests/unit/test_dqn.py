@@ -1,5 +1,7 @@
 """DQN pieces: epsilon schedule, target updates, dueling head, action masks, bad input."""
 
+import os
+
 import pytest
 import torch
 
@@ -113,15 +115,17 @@ def test_bf16_autocast_choice_and_float32_q_values():
     import gymnasium as gym
     import numpy as np
 
-    from renshu.core.nets import use_bf16_autocast
+    from renshu.core.nets import NatureCNN, make_torso, use_bf16_autocast
 
     image = gym.spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
     vector = gym.spaces.Box(-1, 1, (4,), dtype=np.float32)
+    mlp, cnn = make_torso(vector), NatureCNN(4)
     cpu = torch.device("cpu")
-    assert use_bf16_autocast("on", cpu, vector) and not use_bf16_autocast("off", cpu, image)
-    assert not use_bf16_autocast("auto", cpu, vector)  # small MLPs stay float32
-    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-    assert use_bf16_autocast("auto", cpu, image) == amx
+    assert use_bf16_autocast("on", cpu, mlp) and not use_bf16_autocast("off", cpu, cnn)
+    assert not use_bf16_autocast("auto", cpu, mlp)  # small MLPs stay float32
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    native = "amx_tile" in flags or "avx512_bf16" in flags
+    assert use_bf16_autocast("auto", cpu, cnn) == native
     assert DQNConfig().bf16 == "off"  # opt-in
     net = QNetwork(image, 4, (16,), "relu", dueling=True)
     obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)

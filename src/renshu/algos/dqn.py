@@ -246,7 +246,7 @@ class DQN(Algorithm):
             env.observation_space, env.num_actions, cfg.hidden, cfg.activation, cfg.dueling,
             feature_dim,
         ).to(self.device)  # fmt: skip
-        self.q.bf16 = use_bf16_autocast(cfg.bf16, self.device, env.observation_space)
+        self.q.bf16 = use_bf16_autocast(cfg.bf16, self.device, self.q.torso)
         self.learner = learner
         if learner:
             self.target = copy.deepcopy(self.q).requires_grad_(False)

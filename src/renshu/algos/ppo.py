@@ -32,8 +32,9 @@ import torch
 from renshu.algos.base import Algorithm
 from renshu.config import check, check_fields, check_network
 from renshu.core.losses import PPOCoefs, PPOMinibatch, PPOStats, ppo_loss_and_grad
-from renshu.core.nets import adam, guarded_step
+from renshu.core.nets import adam, guarded_step, use_bf16_autocast
 from renshu.core.policy import (
+    ActorCritic,
     action_probabilities,
     build_actor_critic,
     explained_variance,
@@ -93,13 +94,16 @@ class PPOConfig:
     """activation of the hidden layers: tanh or relu"""
     shared_torso: bool = False
     """actor and critic share one torso"""
+    bf16: str = "off"
+    """bfloat16 autocast of the network's passes: on, off, or auto (on CPUs with AMX or
+    AVX-512 BF16 and CUDA devices with bfloat16, for torsos other than small vector MLPs)"""
 
     def __post_init__(self):
         check_fields(
             self, at_least_1=("num_envs", "num_steps", "num_minibatches", "update_epochs"),
             at_least_0=("ent_coef", "vf_coef"),
             positive=("learning_rate", "reward_scale", "clip_coef", "max_grad_norm"),
-            unit=("gamma", "gae_lambda"),
+            unit=("gamma", "gae_lambda"), choices={"bf16": ("auto", "on", "off")},
         )  # fmt: skip
         check(
             self.num_envs * self.num_steps % self.num_minibatches == 0,
@@ -133,6 +137,8 @@ class PPO(Algorithm):
         self.encoder = encoder
         feature_dim = 0 if encoder is None else encoder.out_dim
         self.generator, self.policy = build_actor_critic(env, config, seed, feature_dim)
+        if isinstance(self.policy, ActorCritic):  # (the stacked twin runs float32 only)
+            self.policy.bf16 = use_bf16_autocast(config.bf16, self.device, self.policy.actor_torso)
         self.params = list(self.policy.parameters())
         self.optimizer = adam(self.params, config.learning_rate)
         self.collector = RolloutCollector(env, config.num_steps, seed, self.generator, encoder)

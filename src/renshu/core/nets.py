@@ -208,30 +208,32 @@ def make_torso(
     return MLPTorso(int(np.prod(shape)), hidden, activation)
 
 
-def use_bf16_autocast(setting: str, device: torch.device, space: gym.Space) -> bool:
+def use_bf16_autocast(setting: str, device: torch.device, torso: nn.Module) -> bool:
     """Whether to run a network's forward passes under bfloat16 autocast.
 
-    ``"on"``/``"off"`` decide; ``"auto"`` turns it on only for image observations (uint8
-    ``[C, H, W]``, convolutions) on hardware with fast bfloat16: CUDA devices that support it
-    and CPUs with AMX tiles. Small MLPs gain nothing from it and keep float32.
+    ``"on"``/``"off"`` decide; ``"auto"`` turns it on where it pays: on hardware with native
+    bfloat16 matrix units (CUDA devices that support it; CPUs with AMX tiles or AVX-512 BF16),
+    for torsos with real matrix work (the Nature CNN, the 2048 board embedding, encoder
+    features). Small MLPs on vectors gain nothing from it and keep float32.
     """
     if setting in ("on", "off"):
         return setting == "on"
-    image = len(space.shape) == 3 and space.dtype == np.uint8
-    if not image:
+    if isinstance(torso, MLPTorso):
         return False
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return _cpu_has_amx()
+        return _cpu_has_native_bf16()
     return False
 
 
 @functools.cache
-def _cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (Linux: the ``amx_tile`` flag of /proc/cpuinfo)."""
+def _cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (Linux /proc/cpuinfo flags: ``amx_tile``
+    or ``avx512_bf16``)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
     except OSError:
         return False
+    return "amx_tile" in flags or "avx512_bf16" in flags

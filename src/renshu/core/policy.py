@@ -69,22 +69,31 @@ class ActorCritic(nn.Module):
         self.actor_head = layer_init(nn.Linear(self.actor_torso.out_dim, num_actions), gain=0.01)
         self.critic_head = layer_init(nn.Linear(self.critic_torso.out_dim, 1), gain=1.0)
 
+    bf16 = False  # forward passes under bfloat16 autocast (float32 logits and values out)
+
     def _torso(self, torso: nn.Module, obs: torch.Tensor, features: torch.Tensor | None):
         return torso(obs, features) if self.feature_dim else torso(obs)
+
+    def _autocast(self, obs: torch.Tensor):
+        return torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def forward(
         self, obs: torch.Tensor, features: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [B, A], value [B])``."""
-        h = self._torso(self.actor_torso, obs, features)
-        c = h if self.shared else self._torso(self.critic_torso, obs, features)
-        return self.actor_head(h), self.critic_head(c).squeeze(-1)
+        with self._autocast(obs):
+            h = self._torso(self.actor_torso, obs, features)
+            c = h if self.shared else self._torso(self.critic_torso, obs, features)
+            return self.actor_head(h).float(), self.critic_head(c).squeeze(-1).float()
 
     def value(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.critic_head(self._torso(self.critic_torso, obs, features)).squeeze(-1)
+        with self._autocast(obs):
+            h = self._torso(self.critic_torso, obs, features)
+            return self.critic_head(h).squeeze(-1).float()
 
     def logits(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.actor_head(self._torso(self.actor_torso, obs, features))
+        with self._autocast(obs):
+            return self.actor_head(self._torso(self.actor_torso, obs, features)).float()
 
     def gradient(self, obs: torch.Tensor, features: torch.Tensor | None, loss_and_grad):
         """Set (not accumulate) the parameters' gradients of a loss of the outputs.
