@@ -11,10 +11,11 @@ max-pooling, 84x84 grey, stacks of 4):
    same learning work on both sides -- Nature CNN, batch 32, one gradient step per 4
    transitions (8 envs, 2 gradient steps per vector step), Adam, a 20k-transition buffer,
    learning from transition 1,000 -- timed over ``--train-steps`` transitions after learning
-   started. renshu: ``DQN(AtariEnv(...), DQNConfig(...))`` twice: with ``double=False``, the
-   same algorithm as SB3's DQN (the like-for-like row), and with Double DQN, renshu's default
-   (one more forward pass per gradient step), each also with ``bf16="on"`` (bfloat16
-   autocast of the Q-network, opt-in; AMX on this CPU). SB3: ``DQN("CnnPolicy", VecFrameStack(
+   started. renshu: ``DQN(AtariEnv(...), DQNConfig(...))`` stepped by ``collect`` + ``learn``
+   (``renshu.algos.base.update``), twice: with ``double=False``, the same algorithm as SB3's
+   DQN (the like-for-like row), and with Double DQN, renshu's default (one more forward pass
+   per gradient step), each also with ``bf16="on"`` (bfloat16 autocast of the Q-network,
+   opt-in; AMX on this CPU). SB3: ``DQN("CnnPolicy", VecFrameStack(
    make_atari_env(...)), train_freq=1, gradient_steps=2, ...)`` on a DummyVecEnv and on a
    SubprocVecEnv.
 
@@ -89,6 +90,19 @@ def _sb3_env(vec: str):
     return VecFrameStack(env, n_stack=4)
 
 
+def sb3_missing() -> str | None:
+    """The package SB3's side needs that is not installed (its Atari wrappers resize with
+    OpenCV), or None."""
+    import importlib
+
+    for module in ("stable_baselines3", "cv2"):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return e.name or module
+    return None
+
+
 def sb3_env_rate(vec: str, seconds: float) -> float:
     import numpy as np
 
@@ -112,6 +126,7 @@ BUFFER, STARTS, BATCH, LR = 20_000, 1_000, 32, 1e-4
 
 
 def renshu_dqn_rate(train_steps: int, double: bool, bf16: str = "off") -> float:
+    from renshu.algos.base import update
     from renshu.algos.dqn import DQN, DQNConfig
     from renshu.envs.atari import AtariEnv
 
@@ -122,12 +137,12 @@ def renshu_dqn_rate(train_steps: int, double: bool, bf16: str = "off") -> float:
         clip_rewards=True, double=double, bf16=bf16,
     )  # fmt: skip
     algo = DQN(env, cfg, seed=0)
-    algo.progress = 0.5
+    progress = 0.5  # a fixed point of the run: only epsilon depends on it
     while algo.grad_steps == 0:  # up to the first learning round
-        algo.update()
+        update(algo, progress)
     start, t0 = algo.env_steps, time.perf_counter()
     while algo.env_steps - start < train_steps:
-        algo.update()
+        update(algo, progress)
     rate = (algo.env_steps - start) / (time.perf_counter() - t0)
     env.close()
     return rate
@@ -163,7 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    sb3_sides = [] if args.no_sb3 else ["SB3 DummyVecEnv", "SB3 SubprocVecEnv"]
+    missing = None if args.no_sb3 else sb3_missing()
+    if missing:
+        log(f"Stable-Baselines3 rows skipped: {missing} is not installed")
+    sb3_sides = [] if args.no_sb3 or missing else ["SB3 DummyVecEnv", "SB3 SubprocVecEnv"]
     env_rates: dict[str, float] = {}
     dqn_rates: dict[str, float] = {}
     for side in ["renshu", *sb3_sides]:
@@ -208,12 +226,16 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---:|---:|")
     for side, rate in env_rates.items():
         print(f"| {side} | {fmt_rate(rate)} | {fmt_ratio(env_rates['renshu'] / rate)} |")
+    if missing:
+        print(f"| SB3 make_atari_env | not installed ({missing}) | — |")
     print()
     base = sb3_sides[0] if sb3_sides else plain
     print(f"| DQN training | env steps/s | x {base} |")
     print("|---|---:|---:|")
     for side, rate in dqn_rates.items():
         print(f"| {side} | {fmt_rate(rate)} | {fmt_ratio(rate / dqn_rates[base])} |")
+    if missing:
+        print(f"| SB3 DQN | not installed ({missing}) | — |")
     out = {"env_steps_per_second": env_rates, "dqn_env_steps_per_second": dqn_rates}
     if args.json:
         with open(args.json, "w") as f:

@@ -162,6 +162,8 @@ class OriginalDQN:
 
 
 def make_renshu(env, encoder, seed: int = 0):
+    """renshu's DQN with ``encoder`` and its ``update()``: one collect + learn round."""
+    from renshu.algos.base import update
     from renshu.algos.dqn import DQN, DQNConfig
 
     num_envs = env.num_envs
@@ -182,7 +184,8 @@ def make_renshu(env, encoder, seed: int = 0):
             encoder.phase = "act"
 
     algo._train_round = counted_round
-    return algo
+    # exploration_fraction=0: epsilon is its final value at any progress, so progress stays 0
+    return algo, lambda: update(algo, 0.0)
 
 
 def cell_frames(obs: torch.Tensor) -> list:
@@ -195,16 +198,16 @@ def cell_frames(obs: torch.Tensor) -> list:
 
 
 def measure(
-    name: str, algo, encoder: CountingEncoder, updates: int, rounds: int, num_envs: int
+    name: str, update, encoder: CountingEncoder, updates: int, rounds: int, num_envs: int
 ) -> dict:
-    """``rounds`` generator steps of ``updates`` updates (one step of the ``num_envs`` envs
-    and its gradient steps) each; counts and seconds summed."""
+    """``rounds`` generator steps of ``updates`` calls of ``update()`` (one step of the
+    ``num_envs`` envs and its gradient steps) each; counts and seconds summed."""
     encoder.reset_counts()
     seconds = 0.0
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(updates):
-            algo.update()
+            update()
         seconds += time.perf_counter() - start
         yield
     updates *= rounds
@@ -312,14 +315,14 @@ def main() -> int:
         while len(original.buffer) < LEARNING_STARTS:  # fill the buffers (not timed)
             original.env_step()
         # The original's updates cost about num_envs times more: fewer of them per round.
-        runs = [measure("original (VLM in the Q-network)", original, enc,
+        runs = [measure("original (VLM in the Q-network)", original.update, enc,
                         max(1, args.updates // num_envs), args.rounds, num_envs)]  # fmt: skip
         for name, cache in (("renshu", 0), ("renshu + cache", 1000)):
             enc = vlm(cache)
-            algo = make_renshu(env(), enc)
+            algo, update = make_renshu(env(), enc)
             while algo.env_steps < LEARNING_STARTS:
-                algo.update()
-            runs.append(measure(name, algo, enc, args.updates, args.rounds, num_envs))
+                update()
+            runs.append(measure(name, update, enc, args.updates, args.rounds, num_envs))
         for _ in range(args.rounds):  # the timed rounds, alternating
             for run in runs:
                 next(run)

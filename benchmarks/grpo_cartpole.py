@@ -20,10 +20,10 @@ all implementations in the same run (interleaved per seed), one torch thread eac
   aggregation, no KL, no gradient clipping. Same stop rule: every 100 episodes (20 updates),
   the mean return of the last group > 195. What differs in the algorithm: renshu takes the
   PPO/GRPO ``min(r A, clip(r) A)``.
-* ``renshu GRPO, preset``: renshu's CartPole preset (``renshu.algos.PRESETS``: 4 groups of 8
-  same-start episodes per update, 4 iterations) on the same 200-step ``cartpole``. Each time
-  the episode count passes a multiple of 100, the stop rule is checked on the last group (the
-  last 8 episodes of the update).
+* ``renshu GRPO, preset``: renshu's CartPole preset (``renshu.envs.specs``:
+  ``resolve("cartpole").preset("grpo")``, 4 groups of 8 same-start episodes per update, 4
+  iterations) on the same 200-step ``cartpole``. Each time the episode count passes a multiple
+  of 100, the stop rule is checked on the last group (the last 8 episodes of the update).
 
 Seconds are training wall-clock from the first episode to the check that passes (building the
 network and env excluded on every side); episodes are the episodes played until then. The
@@ -149,6 +149,7 @@ ORIGINAL_SETTINGS = dict(
 
 
 def run_renshu(name: str, values: dict, seed: int, max_episodes: int) -> Result:
+    from renshu.algos.base import update
     from renshu.algos.grpo import GRPO, GRPOConfig
     from renshu.envs.registry import make_env
 
@@ -159,8 +160,8 @@ def run_renshu(name: str, values: dict, seed: int, max_episodes: int) -> Result:
     start = time.perf_counter()
     while episodes < max_episodes:
         before = episodes
-        metrics = algo.update()
-        returns = metrics["episodes"]["return"]
+        batch, _ = update(algo, 0.0)  # progress 0: no schedule runs (no budget here)
+        returns = batch.episodes["return"]
         episodes += config.num_envs
         if episodes // CHECK_EVERY > before // CHECK_EVERY:
             last_group = returns[-config.group_size :]  # every episode ends within the cap
@@ -185,7 +186,7 @@ def ablation_configs() -> list[tuple[str, dict]]:
 
 
 def solve(values: dict, seed: int, max_steps: int) -> dict:
-    from renshu.runner.loop import RunSpec, start_run
+    from renshu.runner import RunSpec, start_run
 
     spec = RunSpec(
         algo="grpo", env="cartpole", seed=seed, steps=max_steps, target_return=475.0,
@@ -280,12 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     cores = set_threads(1)
     import torch
 
-    from renshu.algos import PRESETS
+    from renshu.envs.specs import resolve
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    preset = dict(PRESETS[("grpo", "cartpole")])
+    preset = resolve("cartpole").preset("grpo")
     results: list[Result] = []
     for seed in seeds:
         if not args.no_original:

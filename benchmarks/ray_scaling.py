@@ -12,12 +12,13 @@ Two environments whose steps cost real CPU time, where spreading envs over proce
 Rows, all with the same total number of envs on the same cores (``--envs``, 8, for the slow
 env; ``--atari-envs``, 32, for Atari):
 
-* ``renshu local``: one process, PPO's own ``RolloutCollector`` (no Ray), for reference;
+* ``renshu local``: one process, PPO's own ``collect`` (no Ray), for reference;
 * ``renshu ray, W workers``: ``renshu.distributed`` -- each worker a Ray actor holding
-  ``envs / W`` envs and a copy of the PPO policy; one measured unit is a whole remote
-  collection: the learner sends the weights, every worker collects ``--num-steps`` steps of its
-  envs *with the policy* (a forward pass per step: the 64x64 MLP for CartPole, the Nature CNN
-  for Atari) and the learner receives and joins the rollout tensors;
+  ``envs / W`` envs and a collecting copy of PPO; one measured unit is a whole remote
+  collection (``RemoteCollector(algo, env)(progress)``): the learner sends the acting state,
+  every worker collects ``--num-steps`` steps of its envs *with the policy* (a forward pass per
+  step: the 64x64 MLP for CartPole, the Nature CNN for Atari) and the learner receives and
+  joins the rollout tensors;
 * ``SB3 SubprocVecEnv``: one process per env, stepped with uniformly random actions (no
   policy forward pass, which favours SB3).
 
@@ -113,10 +114,10 @@ def atari_tensor_env(num_envs: int, seed: int):
 
 
 def ppo_config(kind: str, envs: int, num_steps: int):
-    from renshu.algos import preset
     from renshu.algos.ppo import PPOConfig
+    from renshu.envs.specs import resolve
 
-    values = preset("ppo", "ALE/Breakout-v5") if kind == "atari" else {}
+    values = resolve("ALE/Breakout-v5").preset("ppo") if kind == "atari" else {}
     values.update(num_envs=envs, num_steps=num_steps, num_minibatches=1)
     return PPOConfig(**values)
 
@@ -152,23 +153,23 @@ def measure_local(factory, config, seconds: float) -> dict:
 
     algo = PPO(factory(num_envs=config.num_envs, seed=0), config, seed=0)
     per = config.num_envs * config.num_steps
-    algo.collector.collect(algo.policy)  # warm-up
-    steps, wall = _timed(lambda: (algo.collector.collect(algo.policy), per)[1], seconds)
+    algo.collect(0.0)  # warm-up
+    steps, wall = _timed(lambda: (algo.collect(0.0), per)[1], seconds)
     algo.env.close()
     return {"steps_per_second": steps / wall, "processes": 1, "threads": torch.get_num_threads()}
 
 
 def measure_ray(factory, config, workers: int, seconds: float) -> dict:
     from renshu.algos.ppo import PPO
-    from renshu.distributed import RayEnv, WorkerPool, attach, split
+    from renshu.distributed import RayEnv, RemoteCollector, WorkerPool, split
 
     pool = WorkerPool("ppo", config, factory, split(config.num_envs, workers), seed=0, threads=1)
     try:
         env = RayEnv(pool)
-        algo = attach(PPO(env, config, seed=0), "ppo", env)
+        collect = RemoteCollector(PPO(env, config, seed=0), env)
         per = config.num_envs * config.num_steps
-        algo.collector.collect(algo.policy)  # warm-up
-        steps, wall = _timed(lambda: (algo.collector.collect(algo.policy), per)[1], seconds)
+        collect(0.0)  # warm-up
+        steps, wall = _timed(lambda: (collect(0.0), per)[1], seconds)
         threads = [d["threads"] for d in pool.info]
     finally:
         pool.close()

@@ -6,9 +6,10 @@ evaluations, up to the first one that passes; both sides follow the same rule:
 
 * ``renshu PPO`` / ``renshu A2C``: ``start_run(RunSpec(algo, env="cartpole", seed=s,
   steps=MAX, target_return=475, eval_every=E, eval_episodes=100, animation=False, threads=T))``
-  with the algorithm's CartPole preset (``renshu.algos.PRESETS``; PPO's is RL Zoo's settings
-  with 16 envs x 16 steps instead of 8 x 32, 7 epochs instead of 20 at a learning rate of
-  3e-3 instead of 1e-3, and GAE lambda 0.95 instead of 0.8).
+  with the algorithm's CartPole preset (``renshu.envs.specs``:
+  ``resolve("cartpole").preset(algo)``; PPO's is RL Zoo's settings with 16 envs x 16 steps
+  instead of 8 x 32, 7 epochs instead of 20 at a learning rate of 3e-3 instead of 1e-3, and
+  GAE lambda 0.95 instead of 0.8).
   ``renshu PPO, RL Zoo's settings`` (``--algos ppo-zoo``) runs RL Zoo's values exactly.
   Seconds and steps are the run summary's ``target_reached_seconds`` /
   ``target_reached_steps`` (the runner's clock starts after the agent and envs are built).
@@ -111,15 +112,20 @@ def renshu_zoo_ppo() -> dict:
     }  # fmt: skip
 
 
+def renshu_ppo_preset() -> dict:
+    """renshu's CartPole PPO preset (what ``renshu PPO`` runs)."""
+    from renshu.envs.specs import resolve
+
+    return resolve("cartpole").preset("ppo")
+
+
 def sb3_ppo_settings(variant: str) -> dict:
     """SB3 PPO's settings: RL Zoo's (``zoo``), or RL Zoo's with the env count, rollout length,
     epochs, learning rate and GAE lambda of renshu's CartPole preset (``renshu``; one minibatch
     of the whole rollout, as in both), which must otherwise equal RL Zoo's."""
     hp = dict(ZOO_PPO_CARTPOLE)
     if variant == "renshu":
-        from renshu.algos import PRESETS
-
-        preset = PRESETS[("ppo", "cartpole")]
+        preset = renshu_ppo_preset()
         own = ("num_envs", "num_steps", "update_epochs", "learning_rate", "gae_lambda")
         same = {k: v for k, v in renshu_zoo_ppo().items() if k not in own}
         differ = {k: (preset.get(k), v) for k, v in same.items() if preset.get(k) != v}
@@ -177,7 +183,7 @@ def run_renshu(
     target: float = TARGET,
 ) -> Result:  # fmt: skip
     """``algo``: ppo, a2c or dqn on renshu's preset, or ``ppo-zoo``: PPO with RL Zoo's settings."""
-    from renshu.runner.loop import RunSpec, start_run
+    from renshu.runner import RunSpec, start_run
 
     overrides, impl = {}, f"renshu {algo.upper()}"
     if algo == "ppo-zoo":
@@ -554,12 +560,18 @@ def main(argv: list[str] | None = None) -> list[Result]:
         f"budget {MAX:,} env steps (PPO and A2C learning rates anneal to 0 over it, DQN "
         f"epsilon schedules run over it); seeds 0..{args.seeds - 1}"
     )
+    ppo = renshu_ppo_preset()
+    own = (
+        f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, {ppo['update_epochs']} epochs at "
+        f"lr {ppo['learning_rate']:g}, gae_lambda {ppo['gae_lambda']:g}"
+    )
     print(
-        "- renshu: CartPole presets of `renshu.algos.PRESETS` (PPO: RL Zoo's values with 10 "
-        "epochs at lr 2e-3), batched tensor env; SB3 PPO: RL Zoo's tuned CartPole-v1 "
-        "hyperparameters (n_envs 8, n_steps 32, batch 256, gae_lambda 0.8, gamma 0.98, 20 "
-        "epochs, ent_coef 0, lr lin_0.001, clip lin_0.2); `renshu PPO, RL Zoo's settings` runs "
-        "those values; `SB3 PPO, renshu's settings` runs them with 10 epochs at lr lin_0.002; "
+        "- renshu: CartPole presets of `renshu.envs.specs` (`resolve('cartpole').preset(algo)`; "
+        f"PPO: RL Zoo's values with {own}), batched tensor env; SB3 PPO: RL Zoo's tuned "
+        "CartPole-v1 hyperparameters (n_envs 8, n_steps 32, batch 256, gae_lambda 0.8, gamma "
+        "0.98, 20 epochs, ent_coef 0, lr lin_0.001, clip lin_0.2); `renshu PPO, RL Zoo's "
+        "settings` runs those values; `SB3 PPO, renshu's settings` runs them with "
+        f"{own.replace('lr ', 'lr lin_')} (one minibatch); "
         "SB3 DQN: RL Zoo's CartPole-v1 hyperparameters (1 env, "
         "lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000, gamma 0.99, target update 10, "
         "train_freq 256, gradient_steps 128, exploration 0.16 -> 0.04, net [256, 256]; "

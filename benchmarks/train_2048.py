@@ -1,16 +1,17 @@
 """PPO on 2048 end to end: training throughput, and the strength of the trained agent.
 
-Part 1, throughput. renshu's PPO with its 2048 preset (``renshu.algos.PRESETS[("ppo",
-"game2048")]``: 256 envs x 64 steps per update, 8 minibatches, 3 epochs, shared 256x256 ReLU
-torso over embedded tile exponents) trains for ``--throughput-seconds`` through the real runner:
-``start_run(RunSpec(algo="ppo", env="game2048", minutes=S/60, eval_every=10**12,
-animation=False, threads=T), {}, run_dir=tmp, progress=False)``. The end-to-end figure is
-``summary.json``'s ``steps_per_second`` (env steps / runner wall time: collection, learning,
-logging; no periodic evaluation, the runner's clock starts after the agent and envs are built).
-A second agent built with ``renshu.runner.loop.build`` then runs ``--split-updates`` more
-updates (after one untimed warm-up update) with ``algo.collector.collect`` and ``env.step``
-timed, to split each update into rollout collection (of which the env's own ``step``) and
-learning (GAE + the PPO epochs: the rest of ``algo.update()``).
+Part 1, throughput. renshu's PPO with its 2048 preset (``resolve("game2048").preset("ppo")``
+of ``renshu.envs.specs``: 256 envs x 64 steps per update, 8 minibatches, 3 epochs, shared
+256x256 ReLU torso over embedded tile exponents) trains for ``--throughput-seconds`` through the
+real runner: ``start_run(RunSpec(algo="ppo", env="game2048", minutes=S/60, eval_every=10**12,
+animation=False, threads=T), {}, run_dir=tmp, progress=False)`` (``renshu.runner``). The
+end-to-end figure is ``summary.json``'s ``steps_per_second`` (env steps / runner wall time:
+collection, learning, logging; no periodic evaluation, the runner's clock starts after the
+agent and envs are built).
+A second agent built with ``renshu.runner.run.build`` then runs ``--split-updates`` more
+updates (after one untimed warm-up update), each ``collect(progress)`` then
+``algo.learn(batch, progress)`` with both and ``env.step`` timed, to split each update into
+rollout collection (of which the env's own ``step``) and learning (GAE + the PPO epochs).
 
 The "original program" -- the per-step PyTorch PPO people write for 2048 (one game, one network
 call and one Python env step per move) -- ran at 240 env steps/s in the issue; that figure is
@@ -73,7 +74,7 @@ def log(msg: str) -> None:
 
 def run_throughput(seconds: float, threads: int, seed: int) -> dict:
     """Train for ``seconds`` through the runner; the run's summary.json figures."""
-    from renshu.runner.loop import RunSpec, start_run
+    from renshu.runner import RunSpec, start_run
 
     spec = RunSpec(
         algo="ppo", env="game2048", seed=seed, minutes=seconds / 60.0, eval_every=10**12,
@@ -99,20 +100,14 @@ def run_split(updates: int, threads: int, seed: int) -> dict:
     """Seconds per update in rollout collection (and env.step within it) vs learning."""
     import torch
 
-    from renshu.runner.loop import RunSpec, build
+    from renshu.runner import RunSpec
+    from renshu.runner.run import build
 
     torch.set_num_threads(threads)
-    spec = RunSpec(algo="ppo", env="game2048", seed=seed, threads=threads)
-    algo, config = build(spec, {})
+    spec = RunSpec(algo="ppo", env="game2048", seed=seed, threads=threads).resolved()
+    algo, collect, config = build(spec, {})
     clock = {"collect": 0.0, "env_step": 0.0}
-    collect, env_step = algo.collector.collect, algo.env.step
-
-    def timed_collect(*a, **k):
-        t = time.perf_counter()
-        try:
-            return collect(*a, **k)
-        finally:
-            clock["collect"] += time.perf_counter() - t
+    env_step = algo.env.step
 
     def timed_step(*a, **k):
         t = time.perf_counter()
@@ -121,14 +116,16 @@ def run_split(updates: int, threads: int, seed: int) -> dict:
         finally:
             clock["env_step"] += time.perf_counter() - t
 
-    algo.collector.collect = timed_collect  # instance attributes: only this agent is affected
-    algo.env.step = timed_step
-    algo.update()  # warm-up (first-call allocations, optimizer state), not counted
+    algo.env.step = timed_step  # an instance attribute: only this agent's env is affected
+    algo.learn(collect(0.0), 0.0)  # warm-up (first-call allocations, optimizer state)
     clock.update(collect=0.0, env_step=0.0)
     t0 = time.perf_counter()
     for i in range(updates):
-        algo.progress = i / max(updates, 1)  # as the runner does; only the LR depends on it
-        algo.update()
+        progress = i / max(updates, 1)  # as the runner does; only the LR depends on it
+        t = time.perf_counter()
+        batch = collect(progress)
+        clock["collect"] += time.perf_counter() - t
+        algo.learn(batch, progress)
     total = time.perf_counter() - t0
     steps = updates * algo.steps_per_update
     learn = total - clock["collect"]
@@ -152,8 +149,8 @@ def run_split(updates: int, threads: int, seed: int) -> dict:
 
 
 def run_strength(minutes: float, games: int, threads: int, seed: int, run_dir: Path) -> dict:
-    from renshu.runner.evaluate import evaluate, summarize
-    from renshu.runner.loop import RunSpec, load_trained, make_eval_env, start_run
+    from renshu.runner import RunSpec, load_trained, start_run
+    from renshu.runner.evaluate import evaluate, make_eval_env, summarize
     from renshu.runner.record import random_policy
 
     spec = RunSpec(
@@ -170,14 +167,14 @@ def run_strength(minutes: float, games: int, threads: int, seed: int, run_dir: P
     stats = evaluate(
         lambda o, m: algo.act(o, m, deterministic=True), env, games, seed=EVAL_SEED
     )  # fmt: skip
-    trained = _describe(stats, summarize(stats), time.perf_counter() - t0)
+    trained = _describe(stats, summarize(stats, spec.env_spec), time.perf_counter() - t0)
 
     log(f"random policy: {games} games ...")
     t0 = time.perf_counter()
     act, _ = random_policy(EVAL_SEED)
     env = make_eval_env(spec, games, algo.device)
     stats = evaluate(lambda o, m: act(o, m).to(o.device), env, games, seed=EVAL_SEED)
-    rand = _describe(stats, summarize(stats), time.perf_counter() - t0)
+    rand = _describe(stats, summarize(stats, spec.env_spec), time.perf_counter() - t0)
 
     return {
         "run_dir": str(run_dir),
@@ -254,8 +251,8 @@ def throughput_table(tp: dict | None, split: dict | None) -> str:
     if split is not None:
         r = split["steps_per_second"]
         lines.append(
-            f"| renshu PPO, `algo.update()` alone ({split['updates']} updates after a warm-up) "
-            f"| {fmt_rate(r)} | {fmt_ratio(r / ORIGINAL_STEPS_PER_S)} "
+            f"| renshu PPO, `collect` + `learn` alone ({split['updates']} updates after a "
+            f"warm-up) | {fmt_rate(r)} | {fmt_ratio(r / ORIGINAL_STEPS_PER_S)} "
             f"| {_pct(r / TARGET_STEPS_PER_S)} |"
         )
     lines.append(
@@ -271,12 +268,12 @@ def split_table(split: dict) -> str:
     per = split["steps_per_update"]
     policy = split["collect_seconds"] - split["env_step_seconds"]
     rows = [
-        ("rollout collection (`algo.collector.collect`)", split["collect_seconds"]),
+        ("rollout collection (`algo.collect`)", split["collect_seconds"]),
         ("  of which `env.step` (the game)", split["env_step_seconds"]),
         ("  of which the policy forward pass + buffers", policy),
         (
             f"learning (GAE + {split['minibatches_per_update']} minibatches of "
-            f"{split['minibatch_size']:,}: the rest of `update()`)",
+            f"{split['minibatch_size']:,}: `algo.learn`)",
             split["learn_seconds"],
         ),
         ("whole update", total),
@@ -405,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
     import renshu.runner.logging  # noqa: F401
     import renshu.runner.loop  # noqa: F401
     import renshu.viz.plots  # noqa: F401
-    from renshu import algos
+    from renshu.envs.specs import resolve
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimizer imports dynamo
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -435,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
         "numpy": version("numpy"),
         "renshu": version("renshu"),
     }
-    preset = algos.preset("ppo", "game2048")
+    preset = resolve("game2048").preset("ppo")
     meta = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -458,7 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"- load average at start (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load)}")
     print(f"- versions: {installed}")
     print(
-        "- agent: renshu PPO, preset `PRESETS[('ppo', 'game2048')]`: "
+        "- agent: renshu PPO, preset `resolve('game2048').preset('ppo')`: "
         + ", ".join(f"{k}={v}" for k, v in preset.items())
     )
     if tp is not None:
