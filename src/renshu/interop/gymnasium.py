@@ -119,10 +119,14 @@ class TensorVectorEnv(VectorEnv):
         if unknown:
             valid = ", ".join(f"{k} ({v})" for k, v in self.reset_options.items()) or "none"
             raise ValueError(f"unknown reset option(s) {unknown} for {self!r}; valid: {valid}")
+        board = options.get("board")
+        start = None if board is None else self._board_state(board)  # checked before resetting
         super().reset(seed=seed)
         obs, info = self.env.reset(seed=seed)
-        if options.get("board") is not None:
-            obs, info = self._start_from_tiles(options["board"])
+        if start is not None:
+            game = self.env.game
+            self.env.state = start
+            obs, info = game.observe(start), {"action_mask": game.legal_actions(start)}
         return self._out(obs), self._step_info(info)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
@@ -138,7 +142,7 @@ class TensorVectorEnv(VectorEnv):
         if done.any():
             rows = _numpy(info["final_obs"])
             final_obs = np.empty(self.num_envs, dtype=object)  # None where nothing ended
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done).tolist():
                 final_obs[i] = rows[i]
             out["final_obs"], out["_final_obs"] = final_obs, done.copy()
             out["final_info"] = self._final_info(info["episode"], done)
@@ -173,7 +177,7 @@ class TensorVectorEnv(VectorEnv):
         mask = info["action_mask"]
         if self._numpy:
             return {
-                "action_mask": _numpy(mask.to(torch.int8)),
+                "action_mask": _numpy(mask).astype(np.int8),  # a copy: the game keeps its mask
                 "_action_mask": np.ones(self.num_envs, dtype=bool),
             }
         ones = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -182,26 +186,26 @@ class TensorVectorEnv(VectorEnv):
     def _final_info(self, episode: dict[str, torch.Tensor], done: Any) -> dict[str, Any]:
         """The finished episodes' statistics, zero where none finished, with ``_key`` masks."""
         if self._numpy:
-            where, copy, zeros_like = np.where, np.copy, np.zeros_like
-            values = {k: _numpy(v) for k, v in episode.items()}
+            copy = np.copy
+            values = {k: _numpy(v) * done for k, v in episode.items()}  # same dtypes
         else:
-            where, copy, zeros_like = torch.where, torch.clone, torch.zeros_like
-            values = dict(episode)
-        zero = {k: zeros_like(v) for k, v in values.items()}
+            copy = torch.clone
+            values = {k: v * done for k, v in episode.items()}
         stats: dict[str, Any] = {}
         for key, value in values.items():
             if key not in ("return", "length"):
-                stats[key], stats[f"_{key}"] = where(done, value, zero[key]), copy(done)
+                stats[key], stats[f"_{key}"] = value, copy(done)
         stats["episode"] = {
-            "r": where(done, values["return"], zero["return"]),
-            "l": where(done, values["length"], zero["length"]),
+            "r": values["return"],
+            "l": values["length"],
             "_r": copy(done),
             "_l": copy(done),
         }
         stats["_episode"] = copy(done)
         return stats
 
-    def _start_from_tiles(self, board: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _board_state(self, board: Any):
+        """The 2048 state of ``options["board"]``: ``[4, 4]`` for every game or one each."""
         from renshu.envs.game2048 import check_tiles
 
         n = self.num_envs
@@ -218,9 +222,7 @@ class TensorVectorEnv(VectorEnv):
             raise ValueError(
                 f"options['board'] must have shape [4, 4] or [{n}, 4, 4], got {list(tiles.shape)}"
             )
-        env = self.env
-        env.state = env.game.from_tiles(tiles, device=self.device)
-        return env.game.observe(env.state), {"action_mask": env.game.legal_actions(env.state)}
+        return self.env.game.from_tiles(tiles, device=self.device)
 
 
 def make_vector_env(
