@@ -44,7 +44,8 @@ from torch import nn
 from renshu.algos.base import Algorithm
 from renshu.config import check, check_fields, check_network
 from renshu.core.buffers import ReplayBuffer
-from renshu.core.nets import adam, guarded_step, make_torso, use_bf16_autocast
+from renshu.core.fastpath import FusedAdam
+from renshu.core.nets import guarded_step, make_torso, use_bf16_autocast
 from renshu.core.policy import masked_logits
 from renshu.core.returns import q_targets
 from renshu.core.rollout import FEATURE_DTYPE, encode_features
@@ -250,7 +251,7 @@ class DQN(Algorithm):
         self.learner = learner
         if learner:
             self.target = copy.deepcopy(self.q).requires_grad_(False)
-            self.optimizer = adam(self.q.parameters(), cfg.learning_rate, eps=cfg.adam_eps)
+            self.optimizer = FusedAdam(self.q.parameters(), cfg.learning_rate, eps=cfg.adam_eps)
             self.buffer = self._make_buffer(feature_dim)
         # The collection of one round: train_freq transitions over the run's num_envs (a Ray
         # worker steps a share of them, as many vector steps as the learner would).
