@@ -1,51 +1,64 @@
-"""PPO on 2048 end to end: training throughput, and the strength of the trained agent.
+"""Training on 2048 as a user runs it: env steps/s of ``renshu train``, and the agent's strength.
 
-Part 1, throughput. renshu's PPO with its 2048 preset (``resolve("game2048").preset("ppo")``
-of ``renshu.envs.specs``: 256 envs x 64 steps per update, 8 minibatches, 3 epochs, shared
-256x256 ReLU torso over embedded tile exponents) trains for ``--throughput-seconds`` through the
-real runner: ``start_run(RunSpec(algo="ppo", env="game2048", minutes=S/60, eval_every=10**12,
-animation=False, threads=T), {}, run_dir=tmp, progress=False)`` (``renshu.runner``). The
-end-to-end figure is ``summary.json``'s ``steps_per_second`` (env steps / runner wall time:
-collection, learning, logging; no periodic evaluation, the runner's clock starts after the
-agent and envs are built).
-A second agent built with ``renshu.runner.run.build`` then runs ``--split-updates`` more
-updates (after one untimed warm-up update), each ``collect(progress)`` then
-``algo.learn(batch, progress)`` with both and ``env.step`` timed, to split each update into
-rollout collection (of which the env's own ``step``) and learning (GAE + the PPO epochs).
+Every run is ``renshu train ALGO game2048 --minutes M --seed S --run-dir DIR [FLAGS]``, the
+installed CLI in a process of its own, as a user types it: the periodic evaluations (at every
+tenth of the time), the logging, the checkpoints, the final learning curve and ``episode.gif``
+all happen as they do for a user. Each run reports
 
-The "original program" -- the per-step PyTorch PPO people write for 2048 (one game, one network
-call and one Python env step per move) -- ran at 240 env steps/s in the issue; that figure is
-quoted here as a reference constant, **not measured by this script**. The issue's target is
-25,000 env steps/s end to end.
+* env steps/s of the training: ``summary.json``'s ``steps_per_second`` (env steps over the
+  runner's wall clock, which starts once the agent and envs are built and includes the
+  periodic evaluations), and of the whole process (env steps over the wall clock from spawn to
+  exit: imports, building and the final artefacts too);
+* strength: the final policy (``load_trained(run_dir)``, greedy: argmax over legal moves) plays
+  ``--eval-games`` games from evaluation seed ``EVAL_SEED`` after the process has exited (mean
+  score, the share of games whose largest tile reaches 512/1024/2048/4096), next to uniformly
+  random legal play from the same seed (the same starting boards; the games diverge as the
+  moves differ).
 
-Part 2, strength. A ``--minutes`` training run with the same preset
-(``RunSpec(..., minutes=M, eval_every=10**12, eval_episodes=G)``; the learning rate anneals to 0
-over the M minutes), then the final greedy policy (``load_trained(run_dir)``, argmax over legal
-actions) plays ``--eval-games`` games (``make_eval_env`` + ``evaluate(..., seed=EVAL_SEED)`` +
-``summarize``), and a uniformly random legal policy (``random_policy``) plays the same number of
-games from the same evaluation seed (the same starting boards; the games diverge as the moves
-differ). The issue's target: mean score >= 8,000 and the 1024 tile in >= 50% of games.
+``--configs NAME=FLAGS,...`` runs PPO configurations one after another in the same invocation
+(FLAGS: ``renshu train`` flags, ``--num-minibatches 4``, or ``key=value`` words separated by
+spaces, ``num_minibatches=4``; a comma followed by ``NAME=`` starts the next configuration).
+``today`` is the PPO preset as it was committed when issue 21's work began, kept here as the
+named row the speed-ups are measured against (``TODAY``: the fields it set; every other field is
+``PPOConfig``'s default); any other name starts from the preset as it is now
+(``resolve("game2048").preset("ppo")``), so ``preset=`` is the current preset itself. Each
+configuration's "x today" is its env steps/s over the ``today`` row's, from the same
+invocation. The default is ``today=,preset=``.
 
-Threads: ``torch.set_num_threads(T)`` (the runner sets the same T), and when T is below the
-number of cores the process is pinned to T cores.
+``--algos ppo,a2c,dqn,grpo,ntuple`` runs each algorithm with its 2048 preset (an algorithm
+without one runs on its defaults, and the table says so) for the same minutes and prints one
+strength table. ``ppo`` reuses the ``preset=`` configuration's run when both are asked for.
 
-    python benchmarks/train_2048.py                          # 60 s throughput + 15 min training
-    python benchmarks/train_2048.py --quick                  # 20 s + 1 min, 200 eval games
-    python benchmarks/train_2048.py --skip-strength --json out.json
-    python benchmarks/train_2048.py --minutes 30 --run-dir runs/ppo-2048-bench
+``--split-updates N`` (default 3; 0 skips it) also times N updates of each PPO configuration
+in this process (after one warm-up update; ``renshu.runner.run.build``, then ``collect`` and
+``learn`` with both and ``env.step`` timed) to show where an update's time goes.
+
+Threads: ``--threads T`` passes ``--threads T`` to every run and pins this process, and so the
+runs it starts, to T cores when T is below the core count; without it the runs use renshu's
+default for 2048 (torch's thread count). The tables say what config.json recorded.
+
+    python benchmarks/train_2048.py                         # today= and preset=, 15 min each
+    python benchmarks/train_2048.py --quick                 # 0.5 min each, 200 games
+    python benchmarks/train_2048.py --configs "today=,preset=,mb4=--num-minibatches 4"
+    python benchmarks/train_2048.py --algos ppo,a2c,dqn,grpo,ntuple   # the strength table
+    python benchmarks/train_2048.py --minutes 5 --skip-strength --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import re
+import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from _common import (  # benchmarks/_common.py (this folder)
@@ -55,13 +68,25 @@ from _common import (  # benchmarks/_common.py (this folder)
     set_threads,
     version,
 )
+from time_to_result import (  # benchmarks/time_to_result.py: renshu train as a user runs it
+    machine_line,
+    read_run,
+    renshu_cli,
+    run_timed,
+)
 
-ORIGINAL_STEPS_PER_S = 240.0  # the issue's "original program" (per-step PyTorch PPO); not measured
-TARGET_STEPS_PER_S = 25_000.0  # the issue's throughput target
-TARGET_MEAN_SCORE = 8_000.0  # the issue's strength target: mean score ...
-TARGET_TILE, TARGET_TILE_SHARE = 1024, 0.5  # ... and the 1024 tile in >= 50% of games
+# The PPO 2048 preset as committed when issue 21's work began (the "today" row).
+TODAY = (
+    "num_envs=256 num_steps=64 learning_rate=3e-4 gamma=0.99 gae_lambda=0.9 num_minibatches=8 "
+    "update_epochs=3 ent_coef=0.005 hidden=256,256 activation=relu shared_torso=true "
+    "reward_scale=0.01"
+)
+ALGOS = ("ppo", "a2c", "dqn", "grpo", "ntuple")
 EVAL_SEED = 20_480  # evaluation games (distinct from the training seed's envs)
-REACH_TILES = (256, 512, 1024, 2048)
+REACH_TILES = (512, 1024, 2048, 4096)
+# Flags the script sets itself on every run.
+OWN_FLAGS = {"run_minutes": "--minutes", "run_seed": "--seed", "run_dir": "--run-dir",
+             "resume": "--resume", "seeds": "--seeds", "run_threads": "--threads"}  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -69,43 +94,187 @@ def log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Part 1: throughput.
+# Configurations.
 
 
-def run_throughput(seconds: float, threads: int, seed: int) -> dict:
-    """Train for ``seconds`` through the runner; the run's summary.json figures."""
-    from renshu.runner import RunSpec, start_run
+@dataclass
+class Config:
+    name: str
+    algo: str
+    flags: list[str]  # renshu train flags on top of the preset
+    note: str = ""  # e.g. "no 2048 preset: the algorithm's defaults"
 
-    spec = RunSpec(
-        algo="ppo", env="game2048", seed=seed, minutes=seconds / 60.0, eval_every=10**12,
-        animation=False, threads=threads,
+
+def expand(text: str) -> list[str]:
+    """FLAGS -> ``renshu train`` arguments: ``num_minibatches=4`` becomes ``--num-minibatches
+    4``; ``--flag value`` stays as it is."""
+    out = []
+    for token in shlex.split(text):
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(.*)", token)
+        out += [f"--{m.group(1).replace('_', '-')}", m.group(2)] if m else [token]
+    return out
+
+
+def parse_configs(texts: list[str]) -> list[Config]:
+    """``["today=,preset=,mb4=--num-minibatches 4"]`` -> configurations (checked by the CLI's
+    own parser, so that a typo fails now rather than after an hour of runs)."""
+    from renshu.algos import get_algorithm
+    from renshu.runner.run import RunSpec
+
+    fields = {f.name for f in dataclasses.fields(get_algorithm("ppo").config_class)}
+    fields |= {f.name for f in dataclasses.fields(RunSpec)}
+    configs: list[Config] = []
+    for text in texts:
+        for part in re.split(r",(?=\s*[A-Za-z_][\w.-]*=)", text):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, rest = part.partition("=")
+            name = name.strip()
+            if not sep or not re.fullmatch(r"[A-Za-z_][\w.-]*", name):
+                raise ValueError(f"--configs takes NAME=FLAGS,...; got {part!r}")
+            if name in fields:
+                raise ValueError(
+                    f"--configs: {name!r} is a config field, not a configuration name; separate "
+                    "a configuration's flags with spaces (e.g. mb4=num_minibatches=4 "
+                    "update_epochs=2)"
+                )
+            if any(c.name == name for c in configs):
+                raise ValueError(f"--configs: {name!r} is given twice")
+            base = expand(TODAY) if name == "today" else []
+            configs.append(Config(name, "ppo", base + expand(rest)))
+    for config in configs:
+        check_flags(config)
+    return configs
+
+
+def check_flags(config: Config) -> argparse.Namespace:
+    """The parsed ``renshu train`` arguments of a configuration; one clear error if bad."""
+    from renshu.cli import build_parser
+
+    argv = ["train", config.algo, "game2048", *config.flags]
+    try:
+        args = build_parser(config.algo).parse_args(argv)
+    except SystemExit:
+        raise ValueError(
+            f"--configs {config.name}: renshu train does not take {' '.join(config.flags)!r} "
+            f"(see `renshu train {config.algo} --help`)"
+        ) from None
+    given = [flag for dest, flag in OWN_FLAGS.items() if getattr(args, dest, None) is not None]
+    if given:
+        raise ValueError(
+            f"--configs {config.name}: this script sets {', '.join(given)} on every run"
+        )
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs.
+
+
+@dataclass
+class Result:
+    name: str
+    algo: str
+    command: str
+    flags: list[str]
+    note: str
+    env_steps: int
+    train_seconds: float  # summary.json's wall_seconds (the runner's clock)
+    steps_per_second: float  # summary.json's (training)
+    process_seconds: float  # the whole process, spawn to exit
+    process_steps_per_second: float
+    updates: int
+    status: str
+    device: str | None
+    algo_config: dict
+    strength: dict | None = None
+    split: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_config(config: Config, minutes: float, seed: int, threads: int | None, run_dir: Path):
+    """``renshu train ALGO game2048 --minutes M ...`` in a process of its own."""
+    argv = [*renshu_cli(), "train", config.algo, "game2048", "--minutes", f"{minutes:g}",
+            "--seed", str(seed), "--run-dir", str(run_dir)]  # fmt: skip
+    argv += (["--threads", str(threads)] if threads else []) + config.flags
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    timed = run_timed(argv, run_dir.parent, run_dir.parent / f"{run_dir.name}.log")
+    run = read_run(run_dir)
+    s = run["summary"]
+    return Result(
+        name=config.name, algo=config.algo, command=" ".join(["renshu", *argv[1:]]),
+        flags=config.flags, note=config.note, env_steps=s["env_steps"],
+        train_seconds=s["wall_seconds"],
+        steps_per_second=s["steps_per_second"], process_seconds=timed.seconds,
+        process_steps_per_second=s["env_steps"] / timed.seconds, updates=s["updates"],
+        status=s["status"], device=s.get("device"), algo_config=run["config"]["algo_config"],
+        extra={"answer_seconds": timed.answer_seconds, "evals": run["evals"]},
     )  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="renshu-2048-tp-") as tmp:
-        run_dir = Path(tmp) / "run"
-        t0 = time.perf_counter()
-        start_run(spec, {}, run_dir=run_dir, progress=False)
-        call = time.perf_counter() - t0
-        summary = json.loads((run_dir / "summary.json").read_text())
-    return {
-        "seconds_budget": seconds,
-        "env_steps": summary["env_steps"],
-        "wall_seconds": summary["wall_seconds"],
-        "steps_per_second": summary["steps_per_second"],
-        "updates": summary["updates"],
-        "start_run_call_seconds": call,
-    }
 
 
-def run_split(updates: int, threads: int, seed: int) -> dict:
-    """Seconds per update in rollout collection (and env.step within it) vs learning."""
+def evaluate_run(run_dir: Path, games: int) -> dict:
+    """The final greedy policy of a finished run over ``games`` games from ``EVAL_SEED``."""
+    from renshu.runner import load_trained
+    from renshu.runner.evaluate import evaluate, make_eval_env, summarize
+
+    algo, spec = load_trained(run_dir)
+    t0 = time.perf_counter()
+    env = make_eval_env(spec, games, algo.device)
+    stats = evaluate(lambda o, m: algo.act(o, m, deterministic=True), env, games, seed=EVAL_SEED)
+    env.close()
+    return _describe(stats, summarize(stats, spec.env_spec), time.perf_counter() - t0)
+
+
+def evaluate_random(games: int) -> dict:
     import torch
 
     from renshu.runner import RunSpec
+    from renshu.runner.evaluate import evaluate, make_eval_env, summarize
+    from renshu.runner.record import random_policy
+
+    spec = RunSpec(algo="ppo", env="game2048").resolved()
+    act, _ = random_policy(EVAL_SEED)
+    t0 = time.perf_counter()
+    env = make_eval_env(spec, games, torch.device("cpu"))
+    stats = evaluate(act, env, games, seed=EVAL_SEED)
+    env.close()
+    return _describe(stats, summarize(stats, spec.env_spec), time.perf_counter() - t0)
+
+
+def _describe(stats: dict, summary: dict, seconds: float) -> dict:
+    """summarize()'s numbers plus the median score and the max-tile shares."""
+    scores = stats["score"].double()
+    tiles = stats["max_tile"]
+    out = dict(summary)
+    out["median_score"] = float(statistics.median(scores.tolist()))
+    out["max_score"] = float(scores.max())
+    out["reach"] = {str(t): float((tiles >= t).double().mean()) for t in REACH_TILES}
+    out["games"] = int(tiles.numel())
+    out["eval_seconds"] = seconds
+    return out
+
+
+def run_split(config: Config, updates: int, seed: int) -> dict:
+    """Seconds per update in rollout collection (and env.step within it) vs learning, in this
+    process, with the configuration's values."""
+    import torch
+
+    from renshu.algos import get_algorithm
+    from renshu.config import overrides_from_args
+    from renshu.runner import RunSpec
     from renshu.runner.run import build
 
-    torch.set_num_threads(threads)
-    spec = RunSpec(algo="ppo", env="game2048", seed=seed, threads=threads).resolved()
-    algo, collect, config = build(spec, {})
+    args = check_flags(config)
+    values = overrides_from_args(args, get_algorithm(config.algo).config_class)
+    run = overrides_from_args(args, RunSpec, "run_", "run setting")
+    run = {k: v for k, v in run.items() if k not in ("steps", "target_return", "eval_every")}
+    options = dict(kv.split("=", 1) for kv in args.env_option)
+    spec = RunSpec(algo=config.algo, env="game2048", env_options=options, seed=seed, **run)
+    spec = spec.resolved()
+    if spec.cpu_threads():
+        torch.set_num_threads(spec.cpu_threads())
+    algo, collect, cfg = build(spec, values)
     clock = {"collect": 0.0, "env_step": 0.0}
     env_step = algo.env.step
 
@@ -127,101 +296,19 @@ def run_split(updates: int, threads: int, seed: int) -> dict:
         clock["collect"] += time.perf_counter() - t
         algo.learn(batch, progress)
     total = time.perf_counter() - t0
+    algo.env.close()
     steps = updates * algo.steps_per_update
-    learn = total - clock["collect"]
     return {
         "updates": updates,
         "steps_per_update": algo.steps_per_update,
-        "minibatches_per_update": config.num_minibatches * config.update_epochs,
-        "minibatch_size": algo.steps_per_update // config.num_minibatches,
+        "minibatches_per_update": cfg.num_minibatches * cfg.update_epochs,
+        "minibatch_size": algo.steps_per_update // cfg.num_minibatches,
         "seconds": total,
         "collect_seconds": clock["collect"],
         "env_step_seconds": clock["env_step"],
-        "learn_seconds": learn,
+        "learn_seconds": total - clock["collect"],
         "steps_per_second": steps / total,
-        "collect_steps_per_second": steps / clock["collect"],
-        "learn_steps_per_second": steps / learn,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Part 2: strength.
-
-
-def run_strength(minutes: float, games: int, threads: int, seed: int, run_dir: Path) -> dict:
-    from renshu.runner import RunSpec, load_trained, start_run
-    from renshu.runner.evaluate import evaluate, make_eval_env, summarize
-    from renshu.runner.record import random_policy
-
-    spec = RunSpec(
-        algo="ppo", env="game2048", seed=seed, minutes=minutes, eval_every=10**12,
-        eval_episodes=games, animation=False, threads=threads,
-    )  # fmt: skip
-    log(f"training {minutes:g} min into {run_dir} ...")
-    _, train = start_run(spec, {}, run_dir=run_dir, progress=False)
-
-    algo, spec = load_trained(run_dir)
-    log(f"greedy policy: {games} games ...")
-    t0 = time.perf_counter()
-    env = make_eval_env(spec, games, algo.device)
-    stats = evaluate(
-        lambda o, m: algo.act(o, m, deterministic=True), env, games, seed=EVAL_SEED
-    )  # fmt: skip
-    trained = _describe(stats, summarize(stats, spec.env_spec), time.perf_counter() - t0)
-
-    log(f"random policy: {games} games ...")
-    t0 = time.perf_counter()
-    act, _ = random_policy(EVAL_SEED)
-    env = make_eval_env(spec, games, algo.device)
-    stats = evaluate(lambda o, m: act(o, m).to(o.device), env, games, seed=EVAL_SEED)
-    rand = _describe(stats, summarize(stats, spec.env_spec), time.perf_counter() - t0)
-
-    return {
-        "run_dir": str(run_dir),
-        "train": {
-            "minutes": minutes,
-            "env_steps": train["env_steps"],
-            "wall_seconds": train["wall_seconds"],
-            "steps_per_second": train["steps_per_second"],
-            "updates": train["updates"],
-            "status": train["status"],
-        },
-        "eval_seed": EVAL_SEED,
-        "games": games,
-        "trained": trained,
-        "random": rand,
-        "targets": _targets(trained),
-    }
-
-
-def _describe(stats: dict, summary: dict, seconds: float) -> dict:
-    """summarize()'s numbers plus the median score and the max-tile shares."""
-    scores = stats["score"].double()
-    tiles = stats["max_tile"]
-    n = int(tiles.numel())
-    out = dict(summary)
-    out["median_score"] = float(statistics.median(scores.tolist()))
-    out["max_score"] = float(scores.max())
-    out["reach"] = {str(t): float((tiles >= t).double().mean()) for t in REACH_TILES}
-    out["max_tile_counts"] = {k: int(v) for k, v in summary["max_tile_counts"].items()}
-    out["games"] = n
-    out["eval_seconds"] = seconds
-    return out
-
-
-def _targets(trained: dict) -> dict:
-    share = trained["reach"][str(TARGET_TILE)]
-    return {
-        "mean_score": {
-            "target": TARGET_MEAN_SCORE,
-            "value": trained["mean_score"],
-            "met": trained["mean_score"] >= TARGET_MEAN_SCORE,
-        },
-        f"reach_{TARGET_TILE}": {
-            "target": TARGET_TILE_SHARE,
-            "value": share,
-            "met": share >= TARGET_TILE_SHARE,
-        },
+        "torch_threads": torch.get_num_threads(),
     }
 
 
@@ -229,119 +316,103 @@ def _targets(trained: dict) -> dict:
 # Reporting.
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
 
 
-def throughput_table(tp: dict | None, split: dict | None) -> str:
+def _score_cells(st: dict | None, tiles=REACH_TILES) -> list[str]:
+    if st is None:
+        return ["—"] * (1 + len(tiles))
+    return [f"{st['mean_score']:,.0f}"] + [_pct(st["reach"][str(t)]) for t in tiles]
+
+
+def _differences(config: dict, base: dict | None) -> str:
+    if base is None:
+        return "—"
+    diff = [f"{k} {base.get(k)!r} -> {v!r}" for k, v in config.items() if base.get(k) != v]
+    return "; ".join(diff).replace("'", "") or "none"
+
+
+def configs_table(results: list[Result], rand: dict | None) -> str:
+    today = next((r for r in results if r.name == "today"), None)
+    base = today.algo_config if today else None
+    tiles = "".join(f" | >= {t}" for t in REACH_TILES[1:])
     lines = [
-        "| program | env steps/s (collection + learning) | x original | share of target |",
-        "|---|---:|---:|---:|",
-        "| original program (per-step PyTorch PPO; the issue's figure, not measured here) "
-        f"| {fmt_rate(ORIGINAL_STEPS_PER_S)} | 1x "
-        f"| {_pct(ORIGINAL_STEPS_PER_S / TARGET_STEPS_PER_S)} |",
+        "| config | differs from today in | env steps | training s | whole process s "
+        "| env steps/s, training | env steps/s, whole process | x today, training "
+        f"| x today, whole process | mean score{tiles} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:" + "|---:" * len(REACH_TILES[1:]) + "|",
     ]
-    if tp is not None:
-        r = tp["steps_per_second"]
-        lines.append(
-            f"| renshu PPO, runner end to end ({tp['wall_seconds']:.0f} s, "
-            f"{tp['env_steps']:,} steps, {tp['updates']} updates) | {fmt_rate(r)} "
-            f"| {fmt_ratio(r / ORIGINAL_STEPS_PER_S)} | {_pct(r / TARGET_STEPS_PER_S)} |"
-        )
-    if split is not None:
-        r = split["steps_per_second"]
-        lines.append(
-            f"| renshu PPO, `collect` + `learn` alone ({split['updates']} updates after a "
-            f"warm-up) | {fmt_rate(r)} | {fmt_ratio(r / ORIGINAL_STEPS_PER_S)} "
-            f"| {_pct(r / TARGET_STEPS_PER_S)} |"
-        )
-    lines.append(
-        f"| target (the issue) | {fmt_rate(TARGET_STEPS_PER_S)} "
-        f"| {fmt_ratio(TARGET_STEPS_PER_S / ORIGINAL_STEPS_PER_S)} | 100% |"
-    )
+    for r in results:
+        x = today and r.steps_per_second / today.steps_per_second
+        xp = today and r.process_steps_per_second / today.process_steps_per_second
+        cells = [
+            r.name, _differences(r.algo_config, base), f"{r.env_steps:,}",
+            f"{r.train_seconds:.0f}", f"{r.process_seconds:.0f}", fmt_rate(r.steps_per_second),
+            fmt_rate(r.process_steps_per_second), fmt_ratio(x), fmt_ratio(xp),
+            *_score_cells(r.strength, REACH_TILES[1:]),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    if rand is not None:
+        cells = ["random legal moves", "—", *["—"] * 7, *_score_cells(rand, REACH_TILES[1:])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def split_table(split: dict) -> str:
-    n = split["updates"]
-    total = split["seconds"]
-    per = split["steps_per_update"]
-    policy = split["collect_seconds"] - split["env_step_seconds"]
+def algos_table(results: list[Result], rand: dict | None) -> str:
+    tiles = "".join(f" | >= {t}" for t in REACH_TILES)
+    lines = [
+        "| algorithm | config | env steps | env steps/s, training | whole process s "
+        f"| mean score{tiles} |",
+        "|---|---|---:|---:|---:|---:" + "|---:" * len(REACH_TILES) + "|",
+    ]
+    for r in results:
+        cells = [
+            r.algo, r.note or "its 2048 preset", f"{r.env_steps:,}",
+            fmt_rate(r.steps_per_second), f"{r.process_seconds:.0f}", *_score_cells(r.strength),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    if rand is not None:
+        cells = ["random legal moves", "—", "—", "—", "—", *_score_cells(rand)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tiles_table(named: list[tuple[str, dict]]) -> str:
+    """Share of games per largest tile, one column per run."""
+    tiles = sorted({int(k) for _, st in named for k in st["max_tile_counts"]}, reverse=True)
+    lines = [
+        "| max tile | " + " | ".join(name for name, _ in named) + " |",
+        "|---:" + "|---:" * len(named) + "|",
+    ]
+    for tile in tiles:
+        cells = [_pct(st["max_tile_counts"].get(str(tile), 0) / st["games"]) for _, st in named]
+        lines.append(f"| {tile:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def split_table(name: str, split: dict) -> str:
+    n, total, per = split["updates"], split["seconds"], split["steps_per_update"]
     rows = [
         ("rollout collection (`algo.collect`)", split["collect_seconds"]),
         ("  of which `env.step` (the game)", split["env_step_seconds"]),
-        ("  of which the policy forward pass + buffers", policy),
-        (
-            f"learning (GAE + {split['minibatches_per_update']} minibatches of "
-            f"{split['minibatch_size']:,}: `algo.learn`)",
-            split["learn_seconds"],
-        ),
+        ("  of which the policy forward pass + buffers",
+         split["collect_seconds"] - split["env_step_seconds"]),
+        (f"learning (GAE + {split['minibatches_per_update']} minibatches of "
+         f"{split['minibatch_size']:,}: `algo.learn`)", split["learn_seconds"]),
         ("whole update", total),
     ]  # fmt: skip
     lines = [
-        f"| part of one update ({per:,} env steps) | ms per update | share "
+        f"| {name}: part of one update ({per:,} env steps) | ms per update | share "
         "| env steps/s if alone |",
         "|---|---:|---:|---:|",
     ]
-    for name, sec in rows:
+    for label, sec in rows:
         rate = per * n / sec if sec > 0 else float("inf")
-        lines.append(f"| {name} | {1000 * sec / n:,.0f} | {_pct(sec / total)} | {fmt_rate(rate)} |")
+        lines.append(
+            f"| {label} | {1000 * sec / n:,.0f} | {_pct(sec / total)} | {fmt_rate(rate)} |"
+        )
     return "\n".join(lines)
-
-
-def strength_table(st: dict) -> str:
-    t, r = st["trained"], st["random"]
-    rows = [
-        ("mean score", f"{t['mean_score']:,.0f}", f"{r['mean_score']:,.0f}"),
-        ("median score", f"{t['median_score']:,.0f}", f"{r['median_score']:,.0f}"),
-        ("max score", f"{t['max_score']:,.0f}", f"{r['max_score']:,.0f}"),
-        (
-            "mean return (± std)",
-            f"{t['mean_return']:,.0f} ± {t['std_return']:,.0f}",
-            f"{r['mean_return']:,.0f} ± {r['std_return']:,.0f}",
-        ),
-        ("max return", f"{t['max_return']:,.0f}", f"{r['max_return']:,.0f}"),
-        ("mean game length (moves)", f"{t['mean_length']:,.0f}", f"{r['mean_length']:,.0f}"),
-    ]
-    rows += [
-        (f"games reaching >= {tile}", _pct(t["reach"][str(tile)]), _pct(r["reach"][str(tile)]))
-        for tile in REACH_TILES
-    ]
-    lines = [
-        f"| {st['games']:,} games | trained PPO (greedy) | random legal moves |",
-        "|---|---:|---:|",
-    ]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return "\n".join(lines)
-
-
-def tile_table(st: dict) -> str:
-    t, r = st["trained"]["max_tile_counts"], st["random"]["max_tile_counts"]
-    nt, nr = st["trained"]["games"], st["random"]["games"]
-    tiles = sorted({int(k) for k in t} | {int(k) for k in r}, reverse=True)
-    lines = [
-        "| max tile | trained: games | trained: share | random: games | random: share |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for tile in tiles:
-        a, b = t.get(str(tile), 0), r.get(str(tile), 0)
-        lines.append(f"| {tile:,} | {a:,} | {_pct(a / nt)} | {b:,} | {_pct(b / nr)} |")
-    return "\n".join(lines)
-
-
-def targets_table(st: dict) -> str:
-    tg = st["targets"]
-    ms, tile = tg["mean_score"], tg[f"reach_{TARGET_TILE}"]
-    return "\n".join(
-        [
-            "| the issue's target | trained PPO | met? |",
-            "|---|---:|:---:|",
-            f"| mean score >= {TARGET_MEAN_SCORE:,.0f} | {ms['value']:,.0f} "
-            f"| {'yes' if ms['met'] else 'no'} |",
-            f"| {TARGET_TILE} tile in >= {TARGET_TILE_SHARE:.0%} of games | {_pct(tile['value'])} "
-            f"| {'yes' if tile['met'] else 'no'} |",
-        ]
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,43 +420,51 @@ def targets_table(st: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=None, help="minutes per run (15; quick: 0.5)")
     p.add_argument(
-        "--throughput-seconds", type=float, default=None, help="training seconds (60; quick: 20)"
+        "--configs",
+        action="append",
+        default=None,
+        metavar="NAME=FLAGS,...",
+        help="PPO configurations (repeatable; default today=,preset= unless --algos is given)",
     )
-    p.add_argument("--split-updates", type=int, default=3, help="timed updates for the split (3)")
     p.add_argument(
-        "--minutes", type=float, default=None, help="strength run's minutes (15; quick: 1)"
+        "--algos", default=None, help=f"algorithms on their 2048 presets: {','.join(ALGOS)}"
     )
     p.add_argument(
         "--eval-games", type=int, default=None, help="games per policy (1000; quick: 200)"
     )
-    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (0)")
-    p.add_argument("--skip-throughput", action="store_true", help="only the strength part")
-    p.add_argument("--skip-strength", action="store_true", help="only the throughput part")
+    p.add_argument("--skip-strength", action="store_true", help="no evaluation games")
     p.add_argument(
-        "--run-dir",
-        default=None,
-        help="directory for the strength run (new or empty; default: a new temp dir, kept)",
+        "--split-updates", type=int, default=3, help="timed updates per config (3; 0: none)"
     )
+    p.add_argument("--threads", type=int, default=None, help="torch threads of every run")
+    p.add_argument("--seed", type=int, default=0, help="training seed (0)")
+    p.add_argument(
+        "--run-dir", default=None, help="keep the runs in DIR/NAME (a new or empty DIR; default: "
+        "a temporary directory, deleted at the end)",
+    )  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
-    p.add_argument("--quick", action="store_true", help="smoke run: 20 s, 1 min, 200 games")
+    p.add_argument("--quick", action="store_true", help="smoke run: 0.5 min per run, 200 games")
     args = p.parse_args(argv)
-    if args.throughput_seconds is None:
-        args.throughput_seconds = 20.0 if args.quick else 60.0
     if args.minutes is None:
-        args.minutes = 1.0 if args.quick else 15.0
+        args.minutes = 0.5 if args.quick else 15.0
     if args.eval_games is None:
         args.eval_games = 200 if args.quick else 1000
-    if not args.throughput_seconds > 0:
-        p.error("--throughput-seconds must be > 0")
     if not args.minutes > 0:
         p.error("--minutes must be > 0")
-    for name in ("eval_games", "threads", "split_updates"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.skip_throughput and args.skip_strength:
-        p.error("--skip-throughput and --skip-strength together leave nothing to run")
+    if args.eval_games < 1 or args.split_updates < 0 or (args.threads or 1) < 1:
+        p.error("--eval-games and --threads must be >= 1, --split-updates >= 0")
+    algos = [a.strip() for a in (args.algos or "").split(",") if a.strip()]
+    if any(a not in ALGOS for a in algos) or (args.algos is not None and not algos):
+        p.error(f"--algos takes a comma-separated subset of {','.join(ALGOS)}")
+    args.algos = algos
+    if args.configs is None:
+        args.configs = [] if algos else ["today=,preset="]
+    try:
+        args.configs = parse_configs(args.configs)
+    except ValueError as e:
+        p.error(str(e))
     if args.run_dir is not None:
         d = Path(args.run_dir)
         if d.exists() and (not d.is_dir() or any(d.iterdir())):
@@ -395,36 +474,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    cores = set_threads(args.threads)
+    cores = set_threads(args.threads) if args.threads else []
     import torch
 
-    # One-time imports before any clock runs.
-    import renshu.runner.logging  # noqa: F401
-    import renshu.runner.loop  # noqa: F401
-    import renshu.viz.plots  # noqa: F401
     from renshu.envs.specs import resolve
 
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimizer imports dynamo
+    presets = resolve("game2048").presets
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    root = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="renshu-2048-"))
+    games = None if args.skip_strength else args.eval_games
 
-    tp = split = st = None
-    if not args.skip_throughput:
-        log(f"throughput: training {args.throughput_seconds:g} s ...")
-        tp = run_throughput(args.throughput_seconds, args.threads, args.seed)
-        log(f"  {tp['steps_per_second']:,.0f} env steps/s")
-        log(f"split: {args.split_updates} updates (+1 warm-up) ...")
-        split = run_split(args.split_updates, args.threads, args.seed)
-    if not args.skip_strength:
-        if args.run_dir is not None:
-            run_dir = Path(args.run_dir)
-        else:
-            run_dir = Path(tempfile.mkdtemp(prefix="renshu-2048-")) / "run"
+    failed: dict[str, str] = {}  # run -> why (a failed run is reported, the others go on)
+
+    def one(config: Config, label: str) -> Result | None:
+        log(f"{label}: {args.minutes:g} min ...")
+        run_dir = root / re.sub(r"[^\w.-]+", "-", label)
         try:
-            st = run_strength(args.minutes, args.eval_games, args.threads, args.seed, run_dir)
-        except BaseException:
-            if args.run_dir is None:
-                shutil.rmtree(run_dir.parent, ignore_errors=True)
-            raise
+            r = run_config(config, args.minutes, args.seed, args.threads, run_dir)
+        except RuntimeError as e:
+            lines = str(e).strip().splitlines()
+            failed[label] = f"`{lines[0]}`: {lines[-1]}"
+            log(f"  FAILED: {failed[label]}")
+            return None
+        log(f"  {r.steps_per_second:,.0f} env steps/s training, {r.process_seconds:.0f} s process")
+        if games:
+            r.strength = evaluate_run(run_dir, games)
+            log(f"  mean score {r.strength['mean_score']:,.0f} over {games} games")
+        return r
+
+    configs: list[Result] = []
+    algos: list[Result] = []
+    rand = None
+    try:
+        for config in args.configs:
+            r = one(config, f"config-{config.name}")
+            if r is None:
+                continue
+            if args.split_updates:
+                log(f"  split: {args.split_updates} updates (+1 warm-up) ...")
+                r.split = run_split(config, args.split_updates, args.seed)
+            configs.append(r)
+        for algo in args.algos:
+            same = [r for r in configs if r.name == "preset" and not r.flags]
+            reuse = same[0] if algo == "ppo" and same else None
+            if reuse is not None:
+                algos.append(reuse)
+                continue
+            note = "" if algo in presets else "no 2048 preset: the algorithm's defaults"
+            r = one(Config(algo, algo, [], note), f"algo-{algo}")
+            if r is not None:
+                algos.append(r)
+        if games:
+            log(f"random policy: {games} games ...")
+            rand = evaluate_random(games)
+    finally:
+        if args.run_dir is None:
+            shutil.rmtree(root, ignore_errors=True)
 
     versions = {
         "python": platform.python_version(),
@@ -432,79 +537,83 @@ def main(argv: list[str] | None = None) -> dict:
         "numpy": version("numpy"),
         "renshu": version("renshu"),
     }
-    preset = resolve("game2048").preset("ppo")
-    meta = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_used": cores,
-        "threads": args.threads,
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": load,
-        "seed": args.seed,
-        "preset": preset,
-        "original_steps_per_second": ORIGINAL_STEPS_PER_S,
-        "target_steps_per_second": TARGET_STEPS_PER_S,
-        "versions": versions,
-    }
+    devices = sorted({str(r.device) for r in configs + algos})
+    threads = f"{', '.join(devices)} (config.json's device)" + (
+        f"; pinned to cores {cores}" if args.threads and len(cores) < (os.cpu_count() or 0) else ""
+    )
     installed = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-    print(f"# PPO on 2048, end to end ({time.strftime('%Y-%m-%d')})")
+    where = f"{machine_line(threads)}; {installed}"
+    print(f"# 2048: `renshu train` for {args.minutes:g} min per run ({time.strftime('%Y-%m-%d')})")
     print()
-    print(f"- CPU: {meta['cpu']}, {meta['cores']} cores ({len(cores)} used: {cores})")
-    print(f"- threads: {args.threads} (torch.set_num_threads({torch.get_num_threads()}))")
+    print(f"- {where}")
     if load is not None:
         print(f"- load average at start (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load)}")
-    print(f"- versions: {installed}")
     print(
-        "- agent: renshu PPO, preset `resolve('game2048').preset('ppo')`: "
-        + ", ".join(f"{k}={v}" for k, v in preset.items())
+        f"- each run: `renshu train ALGO game2048 --minutes {args.minutes:g} --seed {args.seed} "
+        f"--run-dir DIR{f' --threads {args.threads}' if args.threads else ''} [FLAGS]`, its own "
+        "process; env steps/s, training = summary.json's steps_per_second (the runner's clock, "
+        "periodic evaluations included); whole process = env steps / (spawn to exit)"
     )
-    if tp is not None:
-        print()
-        print("## Training throughput")
-        print()
+    if games:
         print(
-            f"End-to-end env steps/s = `summary.json`'s `steps_per_second` of a "
-            f"{args.throughput_seconds:g} s `start_run` (collection + learning + logging, no "
-            f"periodic evaluation). The original program's {ORIGINAL_STEPS_PER_S:g} steps/s is "
-            "the issue's figure, quoted, not measured here."
+            f"- strength: the final greedy policy over {games:,} games from evaluation seed "
+            f"{EVAL_SEED} (random play: the same starting boards); score = sum of merged tiles"
         )
+    for r in configs + [a for a in algos if a not in configs]:
+        print(f"- {r.name}: `{r.command}`")
+    if configs:
         print()
-        print(throughput_table(tp, split))
+        print("## PPO configurations")
         print()
-        print(
-            f"Where an update's time goes ({split['updates']} updates after one warm-up, "
-            "timed separately from the run above):"
-        )
+        print(where)
         print()
-        print(split_table(split))
-    if st is not None:
-        tr = st["train"]
+        print(configs_table(configs, rand))
+        splits = [r for r in configs if r.split]
+        for r in splits:
+            print()
+            print(f"{where}; {r.split['torch_threads']} torch threads in this process")
+            print()
+            print(split_table(r.name, r.split))
+    if algos:
         print()
-        print("## Strength after training")
+        print(f"## Algorithms after {args.minutes:g} minutes each")
         print()
-        print(
-            f"Trained {tr['minutes']:g} min ({tr['env_steps']:,} env steps, {tr['updates']} "
-            f"updates, {tr['steps_per_second']:,.0f} steps/s; learning rate annealed to 0 over "
-            f"the budget), then {st['games']:,} games per policy from evaluation seed "
-            f"{st['eval_seed']} (same starting boards for both). Trained = greedy (argmax over "
-            "legal moves) final policy; score = sum of merged tiles (= the return)."
-        )
+        print(where)
         print()
-        print(strength_table(st))
+        print(algos_table(algos, rand))
+    named = [(r.name, r.strength) for r in configs + [a for a in algos if a not in configs]]
+    named = [(n, st) for n, st in named if st] + ([("random", rand)] if rand else [])
+    if named:
         print()
-        print("Max-tile distribution:")
+        print(f"Largest tile per game, share of {games:,} games ({where}):")
         print()
-        print(tile_table(st))
+        print(tiles_table(named))
+    if failed:
         print()
-        print(targets_table(st))
+        print("Failed runs (not in the tables):")
         print()
-        kept = "" if args.run_dir is not None else " (a temp dir, kept; delete it when done)"
-        print(f"Run directory: `{st['run_dir']}`{kept}")
+        for label, why in failed.items():
+            print(f"- {label}: {why}")
+    if args.run_dir is not None:
+        print()
+        print(f"Run directories: `{root}/`")
+    out = {
+        "meta": {
+            "cpu": cpu_model(), "cores": os.cpu_count(), "cores_used": cores,
+            "threads": args.threads, "devices": devices, "load_average_at_start": load,
+            "seed": args.seed, "minutes": args.minutes, "eval_games": games,
+            "eval_seed": EVAL_SEED, "today": TODAY, "preset": presets.get("ppo"),
+            "versions": versions,
+        },
+        "configs": [asdict(r) for r in configs],
+        "algos": [asdict(r) for r in algos],
+        "random": rand,
+        "failed": failed,
+    }  # fmt: skip
     if args.json:
-        out = {"meta": meta, "throughput": tp, "split": split, "strength": st}
         with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return {"throughput": tp, "split": split, "strength": st}
+            json.dump(out, f, indent=2, default=str)
+    return out
 
 
 if __name__ == "__main__":
