@@ -197,6 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Ray run may continue on another cluster: --ray-address).
         fixed = {f"run_{n}" for n in fields} - {"run_steps", "run_ray_address"}
         fixed |= {"run_dir", "config", "env_option", "encoder_option", "overwrite"}
+        fixed |= {"seeds", "jobs"}  # (resume each seed's run directory on its own)
         fixed |= {k for k in vars(args) if k.startswith("cfg_")}
         given = _given_flags(args, fixed)
         if given:
@@ -226,11 +227,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if spec.backend != "ray" and ("num_workers" in run_values or spec.ray_address):
             raise ValueError("--num-workers and --ray-address go with --backend ray")
+        if args.seeds is not None or args.jobs is not None:
+            return _train_group(args, spec, values, run_values)
         run_dir, summary = start_run(
             spec, values, run_dir=args.run_dir, overwrite=args.overwrite,
             progress=not args.no_progress,
         )  # fmt: skip
     _print_summary(run_dir, summary)
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def _train_group(args: argparse.Namespace, spec, values: dict, run_values: dict) -> int:
+    """``renshu train ... --seeds 0,1,2 [--jobs N]``: one run per seed in a group directory."""
+    from renshu.runner.group import CURVE_FILE, TABLE_FILE, run_group
+
+    if args.seeds is None:
+        raise ValueError("--jobs runs several seeds at once; give them with --seeds, e.g. 0,1,2")
+    if "seed" in run_values:
+        raise ValueError("give --seed or --seeds, not both (--seeds 0,1,2 runs each seed)")
+    group_dir, summary = run_group(
+        spec, values, args.seeds, group_dir=args.run_dir, overwrite=args.overwrite,
+        jobs=args.jobs or 1, progress=not args.no_progress,
+    )  # fmt: skip
+    print("\n" + (group_dir / TABLE_FILE).read_text(encoding="utf-8"))
+    print(f"group directory: {group_dir} ({TABLE_FILE}, {CURVE_FILE}, group.json, seed-*/)")
     return 130 if summary["status"] == "interrupted" else 0
 
 
@@ -316,38 +336,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_commentator(args: argparse.Namespace):
+    """The VLM that ``record --explain --encoder NAME`` builds to comment (None without one)."""
+    if args.encoder is None:
+        if args.encoder_model is not None or args.encoder_option:
+            raise ValueError("--encoder-model and --encoder-option go with --encoder NAME")
+        return None
+    if not args.explain:
+        raise ValueError("record --encoder NAME is the commentator of --explain; add --explain")
+    from renshu.encoders import make_encoder
+    from renshu.encoders.base import encoder_class
+    from renshu.runner.record import commentator
+
+    if not encoder_class(args.encoder).describes:  # before loading any model
+        raise ValueError(
+            f"--explain needs a vision-language encoder that answers in text (hf-vlm); "
+            f"{args.encoder} gives features only"
+        )
+    options = _key_values(args.encoder_option, "--encoder-option")
+    if args.encoder_model is not None:
+        options["model"] = args.encoder_model
+    if args.explain_prompt is not None:
+        options["prompt"] = args.explain_prompt
+    return commentator(make_encoder(args.encoder, **options), None, args.explain_tokens)
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from renshu.runner.record import random_policy, record, record_episode
 
-    if args.run is not None:
+    run, policy = args.run, args.policy
+    if run is not None and policy is not None:
+        raise ValueError("give a RUN directory or --policy, not both")
+    if policy not in (None, "random", "untrained"):
+        if not os.path.isdir(policy):
+            raise ValueError(
+                f"unknown policy {policy!r}; --policy takes random, untrained or a RUN directory"
+            )
+        run, policy = policy, None
+    if args.algo is not None and policy != "untrained":
+        raise ValueError("--algo picks the agent of --policy untrained")
+    commentary = _record_commentator(args)
+    play = {"max_steps": args.max_steps, "fps": args.fps, "explain": commentary}
+    if run is not None:
         from renshu.runner import load_trained
 
-        algo, spec = load_trained(args.run, device=args.device)
-        explain = None
-        if args.explain:
+        algo, spec = load_trained(run, device=args.device)
+        if args.explain and commentary is None:
             from renshu.runner.record import explainer
 
-            explain = explainer(algo, spec, args.explain_prompt, args.explain_tokens)
-        result = record_episode(
-            algo, spec, args.out, seed=args.seed, max_steps=args.max_steps, fps=args.fps,
-            explain=explain,
-        )  # fmt: skip
+            play["explain"] = explainer(algo, spec, args.explain_prompt, args.explain_tokens)
+        result = record_episode(algo, spec, args.out, seed=args.seed, **play)
     else:
         from renshu.runner import RunSpec
 
-        if args.explain:
-            raise ValueError("--explain needs a RUN trained with --encoder hf-vlm")
-        if args.policy != "random":
+        if args.explain and commentary is None:
             raise ValueError(
-                f"unknown policy {args.policy!r}; give a RUN directory or --policy random"
+                "--explain without a RUN trained with --encoder hf-vlm needs a commentator: "
+                "--encoder hf-vlm --encoder-model DIR"
             )
         seed = args.seed if args.seed is not None else 0
-        spec = RunSpec(env=args.env, seed=seed).resolved()
-        act, values = random_policy(seed)
-        result = record(
-            spec, act, values, args.out, seed=seed, max_steps=args.max_steps, fps=args.fps,
-            title="random policy",
-        )  # fmt: skip
+        if policy == "untrained":
+            from renshu.runner.record import untrained_agent
+
+            spec = RunSpec(algo=args.algo or "ppo", env=args.env, seed=seed).resolved()
+            algo = untrained_agent(spec, device=args.device)
+            title = f"{spec.algo} (untrained)"
+            result = record_episode(algo, spec, args.out, seed=seed, title=title, **play)
+        else:
+            spec = RunSpec(env=args.env, seed=seed).resolved()
+            act, values = random_policy(seed)
+            result = record(spec, act, values, args.out, seed=seed, title="random policy", **play)
     print(f"wrote {result['out']}: {result['steps']} steps, return {result['return']:g}")
     return 0
 
@@ -370,14 +428,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from renshu.viz.plots import plot_compare, plot_learning_curve
+    from pathlib import Path
 
-    if len(args.runs) == 1 and args.out is None:
-        out = plot_learning_curve(args.runs[0])
+    from renshu.runner.group import CURVE_FILE, GROUP_FILE, group_members
+    from renshu.viz.plots import plot_compare, plot_groups, plot_learning_curve
+
+    style = {"x": args.x, "window": args.window}
+    one = args.runs[0]
+    if args.group or (len(args.runs) == 1 and (Path(one) / GROUP_FILE).is_file()):
+        groups = [group_members(path) for path in args.runs]
+        labels = [Path(path).name if Path(path).is_dir() else path for path in args.runs]
+        if args.out is None and not (len(args.runs) == 1 and Path(one).is_dir()):
+            raise ValueError("plotting several groups (or a pattern) needs --out FILE.png")
+        out = args.out if args.out is not None else Path(one) / CURVE_FILE
+        out = plot_groups(groups, out, labels, **style)
+    elif len(args.runs) == 1:
+        out = plot_learning_curve(one, out=args.out, **style)
     else:
         if args.out is None:
             raise ValueError("comparing several runs needs --out FILE.png")
-        out = plot_compare(args.runs, args.out, x=args.x)
+        out = plot_compare(args.runs, args.out, **style)
     print(f"wrote {out}")
     return 0
 
@@ -414,6 +484,16 @@ def _add_train(sub, train_algo: str | None) -> None:
     p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--seeds", default=None, metavar="LIST",
+                   help="run once per seed (0,1,2 or 0-4) into a group directory (--run-dir) "
+                   "with a summary table and a mean +/- std curve")  # fmt: skip
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --seeds: N seeds at a time in separate processes (default 1)",
+    )
     add_config_arguments(p, RunSpec, "run_", "run settings", _run_fields())
     p.set_defaults(func=cmd_train)
     if train_algo is not None:
@@ -453,16 +533,39 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
 
     p = sub.add_parser("record", help="write an animation (.gif or .mp4) of an agent playing")
     p.add_argument("run", nargs="?", default=None, help="run directory (trained agent)")
-    p.add_argument("--env", default="game2048", help="environment for --policy random")
-    p.add_argument("--policy", default="random", help="without RUN: random (over legal actions)")
+    p.add_argument("--env", default="game2048", help="environment without a RUN")
+    p.add_argument("--policy", default=None, metavar="random|untrained|RUN",
+                   help="without RUN: random (over legal actions, the default), untrained (a "
+                   "freshly initialised --algo agent) or a run directory")  # fmt: skip
+    p.add_argument("--algo", default=None, help="agent of --policy untrained (default ppo)")
     p.add_argument("--out", required=True, help="output file, .gif or .mp4")
     p.add_argument("--seed", type=int, default=None, help="seed of the recorded episode")
     p.add_argument("--max-steps", type=_positive_int, default=3000)
     p.add_argument("--fps", type=_positive_int, default=12)
     p.add_argument("--device", default="cpu")
     p.add_argument("--explain", action="store_true",
-                   help="write the VLM's text answer on each shown frame (runs trained with "
-                   "--encoder hf-vlm; generation is slow, so it happens only here)")  # fmt: skip
+                   help="write a VLM's text answer on each shown frame, read from the env's "
+                   "colour picture: --encoder's, else the run's own --encoder hf-vlm "
+                   "(generation is slow, so it happens only here)")  # fmt: skip
+    p.add_argument(
+        "--encoder",
+        default=None,
+        metavar="NAME",
+        help="commentator for --explain beside any agent: hf-vlm",
+    )
+    p.add_argument(
+        "--encoder-model",
+        default=None,
+        metavar="DIR",
+        help="the commentator's model: a local folder or a Hugging Face id",
+    )
+    p.add_argument(
+        "--encoder-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="commentator option (repeatable), e.g. device=cpu, dtype=float32",
+    )
     p.add_argument("--explain-prompt", default=None, metavar="TEXT",
                    help="question for --explain (default: the run's --encoder-prompt)")  # fmt: skip
     p.add_argument("--explain-tokens", type=_positive_int, default=24, metavar="N",
@@ -496,10 +599,25 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
                    help="trials at once (default: as the cluster's CPUs allow)")  # fmt: skip
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("plot", help="plot a run's learning curve or compare runs")
-    p.add_argument("runs", nargs="+", help="run directories")
+    p = sub.add_parser("plot", help="plot a run's learning curve or compare runs or groups")
+    p.add_argument("runs", nargs="+", help="run directories (with --group: group directories "
+                   "made by train --seeds, or quoted patterns of run directories)")  # fmt: skip
     p.add_argument("--out", default=None, help="output PNG (default RUN/learning_curve.png)")
-    p.add_argument("--x", choices=["env_steps", "wall_seconds"], default="env_steps")
+    p.add_argument(
+        "--x",
+        choices=["steps", "episodes", "seconds", "env_steps", "wall_seconds"],
+        default="steps",
+        metavar="steps|episodes|seconds",
+        help="x axis: env steps (default), finished episodes or wall-clock seconds",
+    )
+    p.add_argument("--window", type=_positive_int, default=None, metavar="N",
+                   help="episodes per moving average and percentile band (default: a fiftieth "
+                   "of the run's episodes, at least 10)")  # fmt: skip
+    p.add_argument(
+        "--group",
+        action="store_true",
+        help="each argument is a group of runs: drawn as its mean +/- std band",
+    )
     p.set_defaults(func=cmd_plot)
     return parser
 

@@ -27,6 +27,7 @@ from renshu.runner.run import (
     build,
     check_run_dir,
     default_run_dir,
+    describe_device,
     prepare_run_dir,
     write_json,
 )
@@ -163,6 +164,10 @@ class Trainer:
 
         st = self.state
         logger = RunLogger(self.run_dir, resume_step=self.resume_step)
+        where = f"{self.spec.algo} on {self.spec.env}: {describe_device(self.device)}"
+        logger.log_text(where)
+        if self.progress_bar:  # the first line above the progress bar
+            print(where, file=sys.stderr)
         if self.spec.env_spec.note and self.resume_step is None:
             logger.log_text(self.spec.env_spec.note)
         total = self.spec.total_steps()
@@ -263,6 +268,7 @@ class Trainer:
             "wall_seconds": wall,
             "steps_per_second": self.algo.env_steps / max(wall, 1e-9),
             "updates": st.updates,
+            "device": describe_device(self.device),
             "target_return": self.spec.target_return,
             "target_reached_steps": (st.target_reached or {}).get("env_steps"),
             "target_reached_seconds": (st.target_reached or {}).get("wall_seconds"),

@@ -1,4 +1,12 @@
-"""Animations of an agent playing one episode, with an overlay of what it thinks."""
+"""Animations of an agent playing one episode, with an overlay of what it thinks.
+
+The agent may be a trained run (:func:`record_episode`), a freshly initialised one
+(:func:`untrained_agent`) or random play (:func:`random_policy`). With ``explain``, a
+vision-language model comments on every frame shown: it is given the env's own colour picture
+of the step (``env.frame(0)(None)``: the board, the grid, the rendered game; its processor
+resizes it as the model wants), not the agent's observation, so it works beside any agent,
+including one whose observations are numbers (2048's exponents) or grey frame stacks (Atari).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from renshu.envs.base import random_legal_actions
@@ -13,42 +22,76 @@ from renshu.envs.base import random_legal_actions
 # act(obs [1, ...], mask [1, A]) -> action [1];  values(obs, mask) -> (label, [1, A] tensor)
 ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ValuesFn = Callable[[torch.Tensor, torch.Tensor], tuple[str, torch.Tensor]]
-# explain(obs [B, ...]) -> one text per observation, drawn on the frame (``--explain``)
-ExplainFn = Callable[[torch.Tensor], list[str]]
+# explain(frames: RGB uint8 [H, W, 3] pictures) -> one text per frame, drawn beside it
+ExplainFn = Callable[[list[np.ndarray]], list[str]]
 
 EXPLAIN_WIDTH = 24  # characters per panel line
 EXPLAIN_LINES = 6  # panel lines an explanation may take
 
 
-def explainer(algo, spec, prompt: str | None = None, max_new_tokens: int = 24) -> ExplainFn:
-    """The text answers of a run's vision-language encoder (``describe``) for recorded frames.
+def commentator(encoder, prompt: str | None = None, max_new_tokens: int = 24) -> ExplainFn:
+    """The text answers (``describe``) of a vision-language encoder for recorded frames.
 
-    Raises a ValueError unless the run was trained with ``--encoder hf-vlm``.
+    ``encoder`` is any encoder that ``describes`` (``hf-vlm``), the run's own or one built for
+    the commentary (``renshu record --encoder hf-vlm --encoder-model DIR``); ``prompt`` None
+    asks the encoder's own question. A ValueError for an encoder that gives no text.
     """
     from renshu.encoders import stateless
 
-    encoder = None if spec.encoder is None else algo.encoder
-    if encoder is None or not encoder.describes:
-        used = f"--encoder {spec.encoder}" if spec.encoder else "no encoder"
+    if not encoder.describes:
         raise ValueError(
-            f"--explain needs a run trained with --encoder hf-vlm (this run used {used})"
+            f"--explain needs a vision-language encoder that answers in text (hf-vlm); "
+            f"{encoder.name} gives features only"
         )
     model = stateless(encoder)
 
-    def explain(obs: torch.Tensor) -> list[str]:
-        return model.describe(obs, prompt=prompt, max_new_tokens=max_new_tokens)
+    def explain(frames: list[np.ndarray]) -> list[str]:
+        return describe_frames(model, frames, prompt, max_new_tokens)
 
     return explain
 
 
-def _explain_lines(explain: ExplainFn | None, obs: list[torch.Tensor]) -> list[list[str]]:
-    """Panel lines of the explanation of each observation (all at once: one batched call)."""
-    if explain is None or not obs:
-        return [[] for _ in obs]
+def describe_frames(
+    encoder, frames: list[np.ndarray], prompt: str | None = None, max_new_tokens: int = 24
+) -> list[str]:
+    """``encoder.describe`` of RGB frames: one batched call per frame size (a game's frames
+    all share one), each on a ``uint8 [B, H, W, 3]`` batch."""
+    answers: list[str] = [""] * len(frames)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, frame in enumerate(frames):
+        by_shape.setdefault(np.shape(frame), []).append(i)
+    for rows in by_shape.values():
+        batch = torch.from_numpy(np.stack([np.asarray(frames[i], dtype=np.uint8) for i in rows]))
+        texts = encoder.describe(batch, prompt=prompt, max_new_tokens=max_new_tokens)
+        for i, text in zip(rows, texts, strict=True):
+            answers[i] = text
+    return answers
+
+
+def explainer(algo, spec, prompt: str | None = None, max_new_tokens: int = 24) -> ExplainFn:
+    """The commentary of a run's own vision-language encoder (:func:`commentator`).
+
+    Raises a ValueError unless the run was trained with ``--encoder hf-vlm``.
+    """
+    encoder = None if spec.encoder is None else algo.encoder
+    if encoder is None or not encoder.describes:
+        used = f"--encoder {spec.encoder}" if spec.encoder else "no encoder"
+        raise ValueError(
+            f"--explain needs a run trained with --encoder hf-vlm (this run used {used}), or a "
+            "commentator: --encoder hf-vlm --encoder-model DIR"
+        )
+    return commentator(encoder, prompt, max_new_tokens)
+
+
+def _explain_lines(explain: ExplainFn | None, frames: list) -> list[list[str]]:
+    """Panel lines of the explanation of each frame (all at once: batched calls); ``frames``
+    are the env's pictures (:class:`~renshu.envs.base.Frame`), drawn here without a header."""
+    if explain is None or not frames:
+        return [[] for _ in frames]
     import textwrap
 
     out = []
-    for text in explain(torch.cat(obs)):
+    for text in explain([frame(None) for frame in frames]):
         wrapped = textwrap.wrap(f"VLM: {text.strip() or '(no answer)'}", EXPLAIN_WIDTH)
         if len(wrapped) > EXPLAIN_LINES:
             wrapped = [*wrapped[: EXPLAIN_LINES - 1], wrapped[EXPLAIN_LINES - 1][:-3] + "..."]
@@ -84,7 +127,8 @@ def record(
     The episode runs in the evaluation loop (:func:`~renshu.runner.evaluate.play`) on one env.
     Long episodes are shown with every k-th step so the animation has at most ``max_frames``
     frames (plus a held final frame); native games draw only those. ``explain`` (see
-    :func:`explainer`) writes a text on each frame shown, computed for those frames only.
+    :func:`commentator`) writes a text on each frame shown, computed for those frames only
+    from the env's picture of the step.
     """
     from renshu.envs.render import overlay_panel
     from renshu.runner.evaluate import make_eval_env, play
@@ -112,7 +156,7 @@ def record(
         kept = [shots[i] for i in _keep(len(shots), max_frames)]
         # What the agent thinks of each shown step, in one batched call.
         label, vals = values(torch.cat([s[2] for s in kept]), torch.cat([s[3] for s in kept]))
-        texts = _explain_lines(explain, [shot[2] for shot in kept])
+        texts = _explain_lines(explain, [shot[0] for shot in kept])
         images = []
         for (frame, header, _, _, action), row, text in zip(kept, vals.tolist(), texts):
             lines = [title, f"action: {names[action]}", label]
@@ -128,8 +172,11 @@ def record(
     return {"out": str(out), "steps": steps, "return": total[0], "frames": len(images)}
 
 
-def record_episode(algo, spec, out: str | Path, seed: int | None = None, **kwargs) -> dict:
-    """Record a trained algorithm (greedy actions) on its run's environment."""
+def record_episode(
+    algo, spec, out: str | Path, seed: int | None = None, title: str | None = None, **kwargs
+) -> dict:
+    """Record an algorithm's greedy actions on its run's environment (``title`` defaults to
+    "<algo> (greedy)")."""
     device = algo.device
 
     def act(obs, mask):
@@ -139,9 +186,24 @@ def record_episode(algo, spec, out: str | Path, seed: int | None = None, **kwarg
         label, vals = algo.action_values(obs.to(device), mask.to(device))
         return label, vals.cpu()
 
-    title = f"{spec.algo} (greedy)"
+    title = f"{spec.algo} (greedy)" if title is None else title
     seed = spec.seed + 7 if seed is None else seed
     return record(spec, act, values, out, seed=seed, title=title, **kwargs)
+
+
+def untrained_agent(spec, device="cpu"):
+    """A freshly initialised ``spec.algo`` agent (the env's preset config, ``spec.seed``),
+    never trained: the "before" of a demo. Built as a collecting copy (``learner=False``: no
+    replay memory or optimizer)."""
+    from renshu import algos
+    from renshu.envs.registry import make_env
+    from renshu.runner.run import algo_config
+
+    cls = algos.get_algorithm(spec.algo)
+    config = algo_config(spec, {})
+    env = make_env(spec.env, num_envs=config.num_envs, device=device, seed=spec.seed,
+                   **spec.env_options)  # fmt: skip
+    return cls(env, config, seed=spec.seed, learner=False)
 
 
 def random_policy(seed: int) -> tuple[ActFn, ValuesFn]:

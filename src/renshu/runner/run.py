@@ -236,10 +236,29 @@ def prepare_run_dir(run_dir: Path, replace: bool, spec: RunSpec, config: Any) ->
     write_json(run_dir / CONFIG_FILE, config_record(spec, config))
 
 
+def describe_device(device: Any) -> str:
+    """The device a run actually uses, in words: ``"cuda:0 NVIDIA H100 80GB HBM3"`` or
+    ``"cpu, 2 threads"`` (torch's current CPU thread count). config.json and summary.json
+    record it, since ``--device auto`` alone does not say which."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu, {threads} thread{'s' if threads != 1 else ''}"
+    return str(device)
+
+
 def config_record(spec: RunSpec, config: Any) -> dict[str, Any]:
+    """What config.json holds: the spec, the algorithm's whole config, versions and the device
+    resolved from ``spec.device`` (with the CPU threads the run has set by now)."""
     import torch
 
     from renshu import __version__
+    from renshu.envs.base import resolve_device
 
     return {
         "renshu_version": __version__,
@@ -248,6 +267,7 @@ def config_record(spec: RunSpec, config: Any) -> dict[str, Any]:
         "run": dataclasses.asdict(spec),
         "algo_config": to_dict(config),
         "torch": torch.__version__,
+        "device": describe_device(resolve_device(spec.device)),
     }
 
 
