@@ -280,6 +280,10 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 # ---------------------------------------------------------------------------------------------
 
+# Games a CPU FunctionalEnv initialises ahead in one call (see FunctionalEnv).
+POOL_MIN = 256
+POOL_MAX = 4096
+
 
 class FunctionalEnv(TensorEnv):
     """Turns a :class:`FunctionalGame` into a :class:`TensorEnv`.
@@ -287,7 +291,15 @@ class FunctionalEnv(TensorEnv):
     Adds auto-reset, truncation after ``max_episode_steps`` (None: never), per-env running
     episode return and length, and the finished-episode statistics of ``info["episode"]``.
     All work is tensor ops on ``device``; nothing synchronises with the host except the optional
-    action check (``check=False`` skips it).
+    action check (``check=False`` skips it) and, on CPU, the auto-reset.
+
+    On CPU the games that end are replaced by games from a pool initialised ahead
+    (``num_envs`` games, within ``POOL_MIN`` and ``POOL_MAX``, drawn in order and refilled
+    from the env's generator when used up): a step where a few games end costs a few row
+    copies instead of a ``game.init`` of those few (dozens of small tensor ops). On other
+    devices every step draws a full batch of fresh games and keeps those of the rows that
+    ended (no host sync). Either way a seed fixes every game; the pool is part of
+    :meth:`state_dict`.
     """
 
     def __init__(
@@ -325,6 +337,7 @@ class FunctionalEnv(TensorEnv):
         self.generator = make_generator(self.device, self._seed)
         self.state = None
         self.final_state = None  # the state the last step reached, before its auto-reset
+        self._clear_pool()
 
     def __repr__(self) -> str:
         return (
@@ -332,11 +345,40 @@ class FunctionalEnv(TensorEnv):
             f"max_episode_steps={self.max_episode_steps})"
         )
 
-    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    def reset(
+        self, seed: int | None = None, state: Any = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Start new episodes: ``num_envs`` fresh games, or the games of ``state`` (a state of
+        this game with ``num_envs`` rows, e.g. ``Game2048.from_tiles``: for curricula, tests
+        and start positions). ``seed`` reseeds the generator that drives everything after."""
         seed = check_seed(seed)
+        if state is not None:
+            state = self._check_start(state)  # before anything changes
         if seed is not None:
             self.generator.manual_seed(seed)
-        return self._start(self.game.init(self.num_envs, self.generator))
+        self._clear_pool()
+        if state is None:
+            state = self.game.init(self.num_envs, self.generator)
+        return self._start(state)
+
+    def _check_start(self, state: Any) -> Any:
+        """``state`` moved to this env's device, or one ValueError saying what is wrong."""
+        expected = type(self.game.init(1, make_generator(self.device, 0)))  # its own generator
+        if type(state) is not expected:
+            raise ValueError(
+                f"state must be a {expected.__name__} of {self.game.name} (e.g. from "
+                f"game.init or game.from_tiles), got {type(state).__name__}"
+            )
+        for f in dataclasses.fields(state):
+            value = getattr(state, f.name)
+            if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                raise ValueError(f"state.{f.name} must be a tensor with one row per env")
+            if value.shape[0] != self.num_envs:
+                raise ValueError(
+                    f"state.{f.name} has {value.shape[0]} rows; this env has num_envs="
+                    f"{self.num_envs} (one row per env)"
+                )
+        return _map_state(lambda x: x.to(self.device), state)
 
     supports_groups = True
 
@@ -352,8 +394,32 @@ class FunctionalEnv(TensorEnv):
         seed = check_seed(seed)
         if seed is not None:
             self.generator.manual_seed(seed)
+        self._clear_pool()
         starts = self.game.init(self.num_envs // int(group_size), self.generator)
         return self._start(state_repeat(starts, int(group_size)))
+
+    # -- the pool of games that replace those that end (CPU auto-reset) ----------------------
+
+    def _clear_pool(self) -> None:
+        self._pool = None  # a state of games initialised ahead, drawn in order
+        self._pool_obs = None  # their observations
+        self._pool_next = 0  # the first game not drawn yet
+
+    def _pool_size(self, wanted: int) -> int:
+        """Games per refill: about one batch (at least POOL_MIN, at most POOL_MAX unless more
+        end at once), so that one ``game.init`` serves the games that end over many steps."""
+        return max(min(max(self.num_envs, POOL_MIN), POOL_MAX), wanted)
+
+    def _fresh(self, count: int) -> tuple[Any, torch.Tensor]:
+        """The next ``count`` new games of the pool and their observations, refilling it (in
+        one ``game.init``) when fewer are left."""
+        if self._pool is None or self._pool_next + count > self._pool_obs.shape[0]:
+            self._pool = self.game.init(self._pool_size(count), self.generator)
+            self._pool_obs = self.game.observe(self._pool)
+            self._pool_next = 0
+        rows = slice(self._pool_next, self._pool_next + count)
+        self._pool_next += count
+        return state_index(self._pool, rows), self._pool_obs[rows]
 
     def _start(self, state) -> tuple[torch.Tensor, dict[str, Any]]:
         self.state = state
@@ -389,8 +455,12 @@ class FunctionalEnv(TensorEnv):
             fresh = self.game.init(self.num_envs, self.generator)
             self.state = state_where(done, fresh, state)
             obs = self.game.observe(self.state)
+            keep = ~done
+            self.episode_return = self.episode_return * keep
+            self.episode_length = self.episode_length * keep
         else:
-            # CPU, where a host sync costs nothing: work only on the rows that ended.
+            # CPU, where a host sync costs nothing: work only on the rows that ended, and
+            # replace them by games from the pool.
             ended = done.nonzero().squeeze(1)
             if ended.numel() == 0:
                 episode.update(self._blank_extras)
@@ -402,12 +472,11 @@ class FunctionalEnv(TensorEnv):
                 episode.update(
                     {k: self._blank_extras[k].index_put((ended,), v) for k, v in extras.items()}
                 )
-                fresh = self.game.init(ended.numel(), self.generator)
+                fresh, fresh_obs = self._fresh(ended.numel())
                 self.state = state_scatter(state, ended, fresh)
-                obs = final_obs.index_put((ended,), self.game.observe(fresh))
-        keep = ~done
-        self.episode_return = self.episode_return * keep
-        self.episode_length = self.episode_length * keep
+                obs = final_obs.index_put((ended,), fresh_obs)
+                self.episode_return = self.episode_return.index_fill(0, ended, 0)
+                self.episode_length = self.episode_length.index_fill(0, ended, 0)
         info = {
             "action_mask": self.game.legal_actions(self.state),
             "final_obs": final_obs,
@@ -436,11 +505,16 @@ class FunctionalEnv(TensorEnv):
     def state_dict(self) -> dict[str, Any]:
         if self.state is None:
             raise RuntimeError("call reset() before state_dict()")
+        pool = None
+        if self._pool is not None:  # the games not drawn yet
+            rest = state_index(self._pool, slice(self._pool_next, None))
+            pool = {k: v.clone() for k, v in vars(rest).items()}  # not the whole pool's storage
         return {
             "state": dict(vars(self.state)),
             "episode_return": self.episode_return,
             "episode_length": self.episode_length,
             "generator": self.generator.get_state(),
+            "pool": pool,
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -459,3 +533,13 @@ class FunctionalEnv(TensorEnv):
         self.episode_return = d["episode_return"].to(self.device)
         self.episode_length = d["episode_length"].to(self.device)
         self.generator.set_state(d["generator"])
+        self._clear_pool()
+        pool = d.get("pool")  # absent in states saved before the pool: start a new one
+        if pool:
+            pool = {k: v.to(self.device) for k, v in pool.items()}
+            if set(pool) != expected:
+                raise ValueError(
+                    f"env pool has fields {sorted(pool)}, {self.game.name} has {sorted(expected)}"
+                )
+            self._pool = dataclasses.replace(self.state, **pool)
+            self._pool_obs = self.game.observe(self._pool)

@@ -5,7 +5,8 @@ range, default, a line of doc), the default step budget and CPU threads of a run
 per-algorithm presets, how evaluation runs on it, which episode extras it reports and how to
 build it. :func:`resolve` turns any name a user types into its spec, once:
 
-* a native game (``game2048`` or its alias ``2048``, ``cartpole``, ``gridworld``);
+* a native game (``game2048`` or its alias ``2048``, ``cartpole``, ``gridworld``), also by its
+  Gymnasium id (``renshu/Game2048-v0``, ``renshu/CartPole-v0``, ``renshu/GridWorld-v0``);
 * an Atari id (``ALE/<Game>-v5``; ``<Game>NoFrameskip-v4`` and ``<Game>-v4`` with v4's settings),
   whose options are ALE's parameters;
 * any other Gymnasium id, whose options are typed from its constructor's signature.
@@ -395,6 +396,14 @@ _add(
 
 _ALIASES = {alias: spec.name for spec in NATIVE.values() for alias in spec.aliases}
 
+# The Gymnasium ids of the native games (registered by renshu.interop.registration): they run
+# the batched engine, as the native names do.
+GYM_IDS = {
+    "renshu/Game2048-v0": "game2048",
+    "renshu/CartPole-v0": "cartpole",
+    "renshu/GridWorld-v0": "gridworld",
+}
+
 
 # ---------------------------------------------------------------------------------------------
 # Atari.
@@ -575,6 +584,8 @@ def resolve(name: str) -> EnvSpec:
         return NATIVE[name]
     if name in _ALIASES:
         return NATIVE[_ALIASES[name]]
+    if name in GYM_IDS:
+        return NATIVE[GYM_IDS[name]]
     if name.startswith("ALE/"):
         spec = _atari_spec(name)
     else:

@@ -23,9 +23,10 @@ here and is refused). 2048 also takes ``reset(options={"board": tiles})``: ``[4,
 for every game or ``[num_envs, 4, 4]``, one board each (later episodes start as usual).
 
 Importing renshu registers ``renshu/Game2048-v0``, ``renshu/CartPole-v0`` and
-``renshu/GridWorld-v0`` with a single-game ``entry_point`` (``gymnasium.make``,
-``make_vec(..., vectorization_mode="sync")``) and a ``vector_entry_point``:
-``gymnasium.make_vec("renshu/Game2048-v0", num_envs=4096)`` builds one batched engine.
+``renshu/GridWorld-v0`` (:mod:`renshu.interop.registration`) with a single-game
+``entry_point`` (``gymnasium.make``, ``make_vec(..., vectorization_mode="sync")``) and a
+``vector_entry_point`` here: ``gymnasium.make_vec("renshu/Game2048-v0", num_envs=4096)`` builds
+one batched engine.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from renshu.envs.base import FunctionalEnv, TensorEnv
+from renshu.envs.specs import resolve
+from renshu.interop.registration import ENTRY_POINTS, register_gymnasium_envs
+
+__all__ = [
+    "GYM_IDS",
+    "TensorVectorEnv",
+    "FunctionalGameEnv",
+    "make_vector_env",
+    "register_gymnasium_envs",
+]
 
 BACKENDS = ("numpy", "torch")
 RENDER_MODES = ("rgb_array",)
@@ -122,11 +133,10 @@ class TensorVectorEnv(VectorEnv):
         board = options.get("board")
         start = None if board is None else self._board_state(board)  # checked before resetting
         super().reset(seed=seed)
-        obs, info = self.env.reset(seed=seed)
-        if start is not None:
-            game = self.env.game
-            self.env.state = start
-            obs, info = game.observe(start), {"action_mask": game.legal_actions(start)}
+        if start is None:
+            obs, info = self.env.reset(seed=seed)
+        else:  # a FunctionalEnv (the only kind that takes boards)
+            obs, info = self.env.reset(seed=seed, state=start)
         return self._out(obs), self._step_info(info)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
@@ -345,30 +355,7 @@ class GridWorldEnv(FunctionalGameEnv):
 
 
 # ---------------------------------------------------------------------------------------------
-# Gymnasium registration (done on `import renshu`).
+# Gymnasium registration (done on `import renshu`, by renshu.interop.registration).
 
-# Gymnasium id -> renshu's native env name.
-GYM_IDS: dict[str, str] = {
-    "renshu/Game2048-v0": "game2048",
-    "renshu/CartPole-v0": "cartpole",
-    "renshu/GridWorld-v0": "gridworld",
-}
-
-_ENTRY_POINTS: dict[str, tuple[str, str, int]] = {
-    # A cap keeps a stuck deterministic policy (always an illegal move) from looping forever.
-    "renshu/Game2048-v0": ("renshu.envs.game2048_gym:Game2048Env", "game2048_vector_env", 100_000),
-    "renshu/CartPole-v0": (f"{__name__}:CartPoleEnv", "cartpole_vector_env", 500),
-    "renshu/GridWorld-v0": (f"{__name__}:GridWorldEnv", "gridworld_vector_env", 100),
-}
-
-
-def register_gymnasium_envs() -> None:
-    """Register the native games with Gymnasium (idempotent)."""
-    for env_id, (entry_point, vector_entry_point, limit) in _ENTRY_POINTS.items():
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point=entry_point,
-                vector_entry_point=f"{__name__}:{vector_entry_point}",
-                max_episode_steps=limit,
-            )
+# Gymnasium id -> renshu's native env name (renshu.envs.specs.resolve maps them).
+GYM_IDS: dict[str, str] = {gym_id: resolve(gym_id).name for gym_id in ENTRY_POINTS}
