@@ -427,6 +427,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from renshu.tune import run_tune
+
+    out = run_tune(args.spec, out=args.out, resume=args.resume, jobs=args.jobs,
+                   backend=args.backend, address=args.ray_address)  # fmt: skip
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"tuning directory: {out} (summary.md, trials.csv, study.db, trials/)")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -598,6 +608,25 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=_positive_int, default=None,
                    help="trials at once (default: as the cluster's CPUs allow)")  # fmt: skip
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "tune",
+        help="Optuna search (TPE, median pruning) over config fields; resumable",
+        description="Run the Optuna tuning described by SPEC.toml (see docs/distributed.md): "
+        "TPE sampling, trials pruned on their periodic evaluations, the study in OUT/study.db "
+        "so the same command (or --resume OUT) continues a stopped tuning; writes summary.md "
+        "(with parameter importances) and trials.csv.",
+    )
+    p.add_argument("spec", nargs="?", default=None, help="tuning file (TOML)")
+    p.add_argument("--out", default=None, help="tuning directory (default tunes/<name>)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the tuning in DIR")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="trials at once, one process each (default: the file's, 1)")  # fmt: skip
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local processes (default) or Ray Tune's Optuna searcher")  # fmt: skip
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --backend ray: join the Ray cluster at ADDR")  # fmt: skip
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("plot", help="plot a run's learning curve or compare runs or groups")
     p.add_argument("runs", nargs="+", help="run directories (with --group: group directories "
