@@ -307,10 +307,12 @@ def _storage(out: Path):
     return optuna.storages.RDBStorage(f"sqlite:///{out / STUDY_FILE}")
 
 
-def _study(spec: TuneSpec, out: Path):
+def _study(spec: TuneSpec, out: Path, worker: int = 0):
+    """The study in ``out``, created on first use; ``worker`` offsets TPE's seed so that
+    processes sharing the study do not draw the same parameters."""
     optuna = require_optuna()
     sampler = optuna.samplers.TPESampler(
-        seed=spec.sampler_seed, n_startup_trials=spec.startup_trials
+        seed=spec.sampler_seed + worker, n_startup_trials=spec.startup_trials
     )
     if spec.pruner == "median":
         pruner = optuna.pruners.MedianPruner(
@@ -405,10 +407,10 @@ class _Objective:
         return max(evals) if self.spec.metric == "best" else evals[-1]
 
 
-def _optimize(spec: TuneSpec, out: Path, threads: int | None) -> None:
+def _optimize(spec: TuneSpec, out: Path, threads: int | None, worker: int = 0) -> None:
     """Run trials of the study in ``out`` until it holds ``spec.trials`` (one process)."""
     require_optuna()
-    study = _study(spec, out)
+    study = _study(spec, out, worker)
     objective = _Objective(spec, out, threads)
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -418,14 +420,16 @@ def _optimize(spec: TuneSpec, out: Path, threads: int | None) -> None:
     left = spec.trials - _counts(study)
     if left <= 0:
         return
-    stop = MaxTrialsCallback(spec.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    # Running trials count too: a process does not start one that others already cover.
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    stop = MaxTrialsCallback(spec.trials, states=states)
     # A diverging configuration (NaN loss) or a config error is a failed trial, not the end.
     study.optimize(objective, n_trials=left, callbacks=[stop],
                    catch=(NonFiniteLossError, ValueError, RuntimeError))  # fmt: skip
 
 
-def _worker(spec_path: str, out: str, threads: int | None) -> None:
-    _optimize(load_spec(spec_path), Path(out), threads)
+def _worker(spec_path: str, out: str, threads: int | None, worker: int) -> None:
+    _optimize(load_spec(spec_path), Path(out), threads, worker)
 
 
 def prepare(spec_path: str | Path | None, out: str | Path | None, resume: str | Path | None):
@@ -483,8 +487,8 @@ def run_tune(
         # Processes share the SQLite study; a trial takes one thread unless [run] says more.
         threads = spec.run.get("threads") or 1
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(str(out / SPEC_FILE), str(out), threads))
-                 for _ in range(jobs)]  # fmt: skip
+        procs = [ctx.Process(target=_worker, args=(str(out / SPEC_FILE), str(out), threads, i))
+                 for i in range(jobs)]  # fmt: skip
         for p in procs:
             p.start()
         try:

@@ -158,3 +158,11 @@ def test_grid_search_files_point_to_sweep(tmp_path):
     text = 'algo = "ppo"\nenv = "cartpole"\nsearch = "grid"\n[params]\nnum_steps = [8, 16]\n'
     with pytest.raises(ValueError, match="renshu sweep"):
         load_spec(_write(tmp_path, text))
+
+
+def test_jobs_processes_share_the_study_and_draw_different_parameters(tmp_path):
+    text = SPEC.format(trials=3).replace("warmup_evals = 1", "pruner = 'none'")
+    out = run_tune(_write(tmp_path, text), out=tmp_path / "out", jobs=2)
+    rows = _rows(out / "trials.csv")
+    assert len(rows) == 3 and {r["state"] for r in rows} == {"complete"}
+    assert len({r["learning_rate"] for r in rows}) == 3  # each process has its own TPE seed
