@@ -151,7 +151,7 @@ def speed(args) -> list[dict]:
             print("numba is not installed: skipping the numba backend")
             continue
         env = make_env("game2048", num_envs=args.num_envs, seed=0)
-        algo = NTuple(env, NTupleConfig(num_envs=args.num_envs, backend=kind), seed=0)
+        algo = NTuple(env, NTupleConfig(num_envs=args.num_envs, kernel=kind), seed=0)
         train_for(algo, args.warmup_seconds, 1.0, 0.0)
         before = algo.env_steps
         seconds = train_for(algo, args.speed_seconds, 1.0, 0.0)

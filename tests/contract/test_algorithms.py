@@ -61,6 +61,17 @@ def test_every_algorithm_has_a_case():
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_config_fields_do_not_clash_with_run_flags(name):
+    """Both become `renshu train` flags: one name may not mean two things."""
+    from dataclasses import fields
+
+    from renshu.runner.run import run_flag_fields
+
+    config = {f.name for f in fields(get_algorithm(name).config_class)}
+    assert not config & {f.name for f in run_flag_fields()}
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_declares_the_protocol(name):
     cls = get_algorithm(name)
     assert cls.name == name

@@ -367,7 +367,7 @@ def test_sync_free_learning_equals_the_compact_path(cap):
     tables = []
     for sync_free in (False, True):
         env = make_env("game2048", num_envs=32, seed=4)
-        cfg = NTupleConfig(num_envs=32, tuples="2x4+2x6", backend="torch", collision_cap=cap)
+        cfg = NTupleConfig(num_envs=32, tuples="2x4+2x6", kernel="torch", collision_cap=cap)
         algo = NTuple(env, cfg, seed=4)
         algo.sync_free = sync_free
         for _ in range(120):
@@ -381,7 +381,7 @@ def test_the_algorithm_learns_the_same_on_both_paths():
     tables = []
     for kind in ("torch", "numba"):
         env = make_env("game2048", num_envs=32, seed=3)
-        algo = NTuple(env, NTupleConfig(num_envs=32, tuples="2x4+2x6", backend=kind), seed=3)
+        algo = NTuple(env, NTupleConfig(num_envs=32, tuples="2x4+2x6", kernel=kind), seed=3)
         for _ in range(150):
             algo.learn(algo.collect(0.0), 0.0)
         tables.append(algo.tables)
@@ -470,7 +470,7 @@ def test_learning_round_by_hand():
     # moves round 1's afterstates toward r + V of round 2's (first with all-zero tables).
     env = make_env("game2048", num_envs=4, seed=0)
     algo = NTuple(
-        env, NTupleConfig(num_envs=4, tuples="0,1,2,3", learning_rate=0.5, backend="torch")
+        env, NTupleConfig(num_envs=4, tuples="0,1,2,3", learning_rate=0.5, kernel="torch")
     )
     b1 = algo.collect(0.0)
     m1 = algo.learn(b1, 0.0)
@@ -496,7 +496,7 @@ def test_game_over_moves_the_last_afterstate_toward_zero():
     env = make_env("game2048", num_envs=1, seed=0)
     algo = NTuple(
         env,
-        NTupleConfig(num_envs=1, tuples="0,1", init_value=100.0, collision_cap=1, backend="torch"),
+        NTupleConfig(num_envs=1, tuples="0,1", init_value=100.0, collision_cap=1, kernel="torch"),
     )
     # a full board that one move leaves full and stuck
     stuck = [[2, 4, 2, 4], [4, 2, 4, 2], [2, 4, 2, 4], [4, 2, 4, 8]]

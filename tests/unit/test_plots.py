@@ -97,7 +97,7 @@ def test_compare_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="labels"):
         plot_compare([tmp_path / "a"], tmp_path / "c.png", labels=["x", "y"])
     with pytest.raises(ValueError, match="x must be"):
-        plot_compare([tmp_path / "a"], tmp_path / "c.png", x="episodes")
+        plot_compare([tmp_path / "a"], tmp_path / "c.png", x="minutes")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         plot_compare([tmp_path / "missing"], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()

@@ -23,7 +23,7 @@ weight's ``c`` updates of a round are scaled by ``min(1, collision_cap / c)`` (s
 docs/ntuple.md for the measurements behind the defaults).
 
 On the CPU with numba installed, compiled kernels do a board's moves, lookups and updates in one
-pass (``backend="auto"``); the torch path runs anywhere (CUDA) and gives bit-identical tables on
+pass (``kernel="auto"``); the torch path runs anywhere (CUDA) and gives bit-identical tables on
 the CPU (tested). Play is greedy (the env is random enough); ``search_actions`` adds expectimax.
 """
 
@@ -64,7 +64,7 @@ class NTupleConfig:
     """how the c updates one weight gets from a round's games combine: each is scaled by
     min(1, cap / c), so up to cap add up and more are averaged (1: their mean); None: all add
     up, one gradient step on the summed squared errors (diverges with many games at once)"""
-    backend: str = "auto"
+    kernel: str = "auto"
     """auto (numba on the CPU when installed, else torch), torch or numba"""
 
     def __post_init__(self):
@@ -92,10 +92,10 @@ class NTupleConfig:
         cap = self.collision_cap
         check(cap is None or cap >= 1, "collision_cap", "must be >= 1 or None", cap)
         check(
-            self.backend in ("auto", "torch", "numba"),
-            "backend",
+            self.kernel in ("auto", "torch", "numba"),
+            "kernel",
             "must be auto, torch or numba",
-            self.backend,
+            self.kernel,
         )
 
 
@@ -169,7 +169,7 @@ class NTuple(Algorithm):
         )
         self.cap = 1.0 if config.collision_cap is None else float(config.collision_cap)
         print(f"ntuple: {config.tuples}: {self.layout.describe()}", flush=True)
-        self.backend = nt.make_backend(self.layout, self.device, config.backend, self.stage_exp)
+        self.backend = nt.make_backend(self.layout, self.device, config.kernel, self.stage_exp)
         self.env_steps = 0
         # CPU: learn from the rows that have an update (a host sync, free here); elsewhere:
         # every row, weighted 0 or 1, so nothing waits for the device.
