@@ -210,6 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.resume, steps=run.get("steps"), progress=not args.no_progress,
             ray_address=run.get("ray_address"),
         )  # fmt: skip
+        _print_result(summary)
         run_dir = args.resume
     else:
         from renshu.algos import get_algorithm
@@ -231,7 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _train_group(args, spec, values, run_values)
         run_dir, summary = start_run(
             spec, values, run_dir=args.run_dir, overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=not args.no_progress, on_summary=_print_result,
         )  # fmt: skip
     _print_summary(run_dir, summary)
     return 130 if summary["status"] == "interrupted" else 0
@@ -254,9 +255,8 @@ def _train_group(args: argparse.Namespace, spec, values: dict, run_values: dict)
     return 130 if summary["status"] == "interrupted" else 0
 
 
-def _print_summary(run_dir, summary: dict) -> None:
-    from renshu.runner import LATEST
-
+def _print_result(summary: dict) -> None:
+    """What the run reached (printed as soon as training ends, before the artefacts)."""
     print(
         f"\n{summary['status']}: {summary['env_steps']:,} env steps in "
         f"{summary['wall_seconds']:.1f} s ({summary['steps_per_second']:,.0f} steps/s)"
@@ -271,6 +271,15 @@ def _print_summary(run_dir, summary: dict) -> None:
         print(
             f"last evaluation: mean return {ev['mean_return']:.2f} over {ev['episodes']} episodes"
         )
+    sys.stdout.flush()
+
+
+def _print_summary(run_dir, summary: dict, printed: bool = True) -> None:
+    """Where the run's files are (after the result, which ``printed`` says is out already)."""
+    from renshu.runner import LATEST
+
+    if not printed:
+        _print_result(summary)
     if summary["status"] == "interrupted":
         if os.path.isfile(os.path.join(run_dir, LATEST)):
             print(f"checkpoint saved; continue with: renshu train --resume {run_dir}")
@@ -288,6 +297,15 @@ def _print_summary(run_dir, summary: dict) -> None:
 # -- renshu eval / record / plot / sweep ---------------------------------------------------------
 
 
+def _use_run_threads(spec) -> None:
+    """The CPU threads the run's env asks for (small networks run faster on one)."""
+    threads = spec.cpu_threads()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
@@ -295,6 +313,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from renshu.runner.evaluate import evaluate, make_eval_env, summarize
 
     algo, spec = load_trained(args.run, device=args.device)
+    _use_run_threads(spec)
     env = make_eval_env(spec, args.episodes, algo.device)
     stats = evaluate(
         lambda o, m: algo.act(o, m, deterministic=not args.stochastic), env, args.episodes,
@@ -381,6 +400,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         from renshu.runner import load_trained
 
         algo, spec = load_trained(run, device=args.device)
+        _use_run_threads(spec)
         if args.explain and commentary is None:
             from renshu.runner.record import explainer
 
@@ -399,6 +419,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             from renshu.runner.record import untrained_agent
 
             spec = RunSpec(algo=args.algo or "ppo", env=args.env, seed=seed).resolved()
+            _use_run_threads(spec)
             algo = untrained_agent(spec, device=args.device)
             title = f"{spec.algo} (untrained)"
             result = record_episode(algo, spec, args.out, seed=seed, title=title, **play)

@@ -91,8 +91,10 @@ class Trainer:
         progress: bool = True,
         stop_after_updates: int | None = None,
         on_eval: EvalCallback | None = None,
+        on_summary: Callable[[dict], None] | None = None,
     ):
         self.run_dir = Path(run_dir)
+        self.on_summary = on_summary  # called with the summary before the final artefacts
         self.spec = spec
         self.algo, self.collect, self.config = build(spec, algo_values)
         self.device = self.algo.device
@@ -101,6 +103,10 @@ class Trainer:
         self.on_eval = on_eval
         self.state = RunnerState()
         self.resume_step: int | None = None
+        # The target-seeking evaluation schedule (see eval_due): wall-clock, not checkpointed.
+        self._last_eval_steps = 0
+        self._last_eval_seconds = 0.0
+        self._trained_since_eval = 0.0
         threads = spec.cpu_threads()
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
@@ -118,12 +124,28 @@ class Trainer:
 
     def eval_due(self, before: int, steps: int, before_frac: float, frac: float) -> bool:
         """Evaluate after this update? Every ``eval_every`` env steps (default a tenth of the
-        step budget); with only a --minutes budget, at every tenth of the time; and at the end."""
+        step budget); with only a --minutes budget, at every tenth of the time; and at the end.
+
+        With ``--target-return`` and no ``--eval-every``, evaluation follows the run so as to
+        notice the target soon after it is reached: after an update once the env steps have
+        grown by a tenth since the last evaluation (so the target is caught within about 10% of
+        the steps it took) and the training since then took at least as long as that evaluation
+        did (so evaluation stays at most about half of the wall-clock, and far less while
+        episodes are short). When the evaluations happen then depends on the clock; what is
+        learned does not.
+        """
         total = self.spec.total_steps()
+        if total is not None and steps >= total:
+            return True
+        if self.spec.target_return is not None and self.spec.eval_every is None:
+            if self.state.target_reached:  # (a resumed run going on to its budget)
+                return int(10 * frac) > int(10 * before_frac)
+            grown = steps >= 1.1 * self._last_eval_steps
+            return grown and self._trained_since_eval >= self._last_eval_seconds
         if self.spec.eval_every is None and total is None:
             return int(10 * frac) > int(10 * before_frac)
         interval = self.spec.eval_every or max(self.algo.steps_per_update, total // 10)
-        return steps // interval > before // interval or (total is not None and steps >= total)
+        return steps // interval > before // interval
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -193,8 +215,10 @@ class Trainer:
                 stop_now = False
                 before = self.algo.env_steps
                 busy = True
+                round_start = time.perf_counter()
                 batch = self.collect(progress)
                 metrics = self.algo.learn(batch, progress)
+                self._trained_since_eval += time.perf_counter() - round_start
                 st.updates += 1
                 for note in self.algo.env.pop_notes():
                     logger.log_text(note)
@@ -208,7 +232,10 @@ class Trainer:
                 if st.recent:
                     metrics["charts/return_recent_mean"] = sum(st.recent) / len(st.recent)
                 if self.eval_due(before, steps, progress, self.fraction_done(wall)):
+                    eval_start = time.perf_counter()
                     ev = self.run_eval()
+                    self._last_eval_seconds = time.perf_counter() - eval_start
+                    self._last_eval_steps, self._trained_since_eval = steps, 0.0
                     st.last_eval = ev
                     metrics["eval/mean_return"] = ev["mean_return"]
                     metrics["eval/std_return"] = ev["std_return"]
@@ -282,6 +309,8 @@ class Trainer:
                 "holds the last good weights. Try a lower learning rate, gradient clipping "
                 "(max_grad_norm) or smaller rewards (reward_scale, clip_rewards)."
             )
+        if self.on_summary is not None:  # the answer first, then the plots and the GIF
+            self.on_summary(summary)
         if status != "interrupted":
             self.finish()
         return summary
@@ -308,14 +337,17 @@ def start_run(
     progress: bool = True,
     stop_after_updates: int | None = None,
     on_eval: EvalCallback | None = None,
+    on_summary: Callable[[dict], None] | None = None,
 ) -> tuple[Path, dict]:
     """Start a fresh run; refuses an existing non-empty run directory unless ``overwrite``
     (which replaces only a renshu run directory, and only once the new run's config is valid).
     ``on_eval(env_steps, evaluation)`` is called after every periodic evaluation; returning
-    True stops the run there (status ``stopped``: e.g. a tuner pruning the trial)."""
+    True stops the run there (status ``stopped``: e.g. a tuner pruning the trial);
+    ``on_summary(summary)`` once training has ended, before the learning curve and the GIF are
+    drawn."""
     spec = spec.resolved()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(spec)
     replace = check_run_dir(run_dir, overwrite)
-    trainer = Trainer(run_dir, spec, algo_values, progress, stop_after_updates, on_eval)
+    trainer = Trainer(run_dir, spec, algo_values, progress, stop_after_updates, on_eval, on_summary)
     prepare_run_dir(run_dir, replace, spec, trainer.config)
     return run_dir, trainer.train()
