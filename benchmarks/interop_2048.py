@@ -144,12 +144,16 @@ def gym_runner(num_envs: int, mode: str, seed: int, backend: str = "numpy"):
 def engine_runner(num_envs: int, seed: int, layer: str):
     """(run, env steps per call) for the layers under the vector env, random actions:
     ``game``: ``Game2048.step`` alone (no auto-reset, no statistics); ``functional``: the
-    ``FunctionalEnv`` the vector env wraps (auto-reset, truncation, episode statistics)."""
+    ``FunctionalEnv`` the vector env wraps (auto-reset, truncation, episode statistics);
+    ``no-pool``: the same with its pool of new games cut to the games that end at each step,
+    which is the auto-reset before the pool (one ``game.init`` of those games per step)."""
     import torch
 
     from renshu.envs.registry import make_env
 
     env = make_env("game2048", num_envs=num_envs, seed=seed)
+    if layer == "no-pool":
+        env._pool_size = lambda wanted: wanted  # each refill: exactly the games that ended
     env.reset(seed=seed)
     gen = torch.Generator().manual_seed(seed)
     steps = max(1, 8192 // num_envs)
@@ -289,11 +293,13 @@ def gymnasium_table(args: argparse.Namespace, rows: list[Row]) -> None:
     configs += [("make_vec vector_entry_point (numpy)", 16384, "vector_entry_point", "numpy")]
     runners = [gym_runner(n, mode, args.seed, backend=b) for _, n, mode, b in configs]
     # What the vector env's step is made of, at 4096 envs.
+    layers = ("functional", "no-pool", "game")
     configs += [
         ("under it: FunctionalEnv.step (auto-reset, statistics)", 4096, "functional", ""),
+        ("the same without the pool of new games (as before)", 4096, "no-pool", ""),
         ("under that: Game2048.step alone", 4096, "game", ""),
     ]
-    runners += [engine_runner(4096, args.seed, layer) for layer in ("functional", "game")]
+    runners += [engine_runner(4096, args.seed, layer) for layer in layers]
     rates = best_rates(runners, args.seconds, args.rounds)
     gym_rows = [Row("gymnasium", c[0], c[1], 0, rate, {}) for c, rate in zip(configs, rates)]
     rows += gym_rows

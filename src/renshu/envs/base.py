@@ -441,10 +441,10 @@ class FunctionalEnv(TensorEnv):
         self.episode_return = self.episode_return + reward
         self.episode_length = self.episode_length + 1
         if self.max_episode_steps is None:
-            truncated = torch.zeros_like(terminated)
+            truncated, done = torch.zeros_like(terminated), terminated.clone()
         else:
-            truncated = (self.episode_length >= self.max_episode_steps) & ~terminated
-        done = terminated | truncated
+            done = terminated | (self.episode_length >= self.max_episode_steps)
+            truncated = done ^ terminated  # at the limit and not terminated
 
         final_obs = self.game.observe(state)
         final_mask = self.game.legal_actions(state)
