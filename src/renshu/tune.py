@@ -37,6 +37,11 @@ Backends: ``local`` (default) runs the trials one after another in this process,
 processes sharing the study; ``ray`` runs them as Ray Tune trials with Ray's Optuna searcher
 (the same study file) and Ray's median stopping rule.
 
+A sweep file (:mod:`renshu.distributed.sweep`) with ``search = "optuna"`` is a tuning file as
+it is: ``samples``, ``sample_seed``, ``max_concurrent`` and a one-seed ``seeds`` mean
+``trials``, ``sampler_seed``, ``jobs`` and ``seed``, and its distributions (``loguniform``,
+``uniform``, ``randint``, ``choice``) the ranges and choices above.
+
 Everything in the file is checked before any trial starts: an unknown key, a range that is
 empty, or a parameter the algorithm does not have is one ValueError naming it.
 """
@@ -59,6 +64,10 @@ TOP_LEVEL = ("name", "algo", "env", "search", "trials", "seed", "sampler_seed", 
              "pruner", "startup_trials", "warmup_evals", "jobs", "run", "config", "params",
              "env_options")  # fmt: skip
 RANGE_KEYS = ("low", "high", "log", "step")
+# A sweep file's names (renshu.distributed.sweep) for the same things, so that a sweep file
+# with search = "optuna" is a tuning file as it is.
+SWEEP_KEYS = {"samples": "trials", "sample_seed": "sampler_seed", "max_concurrent": "jobs"}
+SWEEP_DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
 METRICS = ("final", "best")
 PRUNERS = ("median", "none")
 BACKENDS = ("local", "ray")
@@ -170,9 +179,26 @@ def _choice(data: dict, key: str, default: str, valid: tuple[str, ...]) -> str:
     return value
 
 
+def _from_sweep(where: str, raw: dict) -> dict:
+    """A sweep file's distribution (``{ loguniform = [a, b] }``, ``uniform``, ``randint``
+    (inclusive), ``choice``) as a range or choices entry."""
+    ((kind, args),) = raw.items()
+    if kind == "choice":
+        return {"choices": args}
+    if not isinstance(args, list) or len(args) != 2:
+        raise ValueError(f"{where}: {kind} takes [low, high], got {args!r}")
+    low, high = args
+    if kind == "randint":
+        return {"low": low, "high": high}
+    floats = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in args]
+    return {"low": floats[0], "high": floats[1], "log": kind == "loguniform"}
+
+
 def _param(name: str, raw: Any) -> Param:
     """A [params] entry as a Param; any malformed entry is one ValueError naming it."""
     where = f"tuning params.{name}"
+    if isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in SWEEP_DISTRIBUTIONS:
+        raw = _from_sweep(where, raw)
     if isinstance(raw, dict) and "choices" in raw:
         extra = sorted(set(raw) - {"choices"})
         if extra:
@@ -212,6 +238,26 @@ def _param(name: str, raw: Any) -> Param:
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 
+def _sweep_names(path: Path, data: dict) -> dict:
+    """A sweep file's keys as a tuning file's (``samples`` -> ``trials``, one of ``seeds`` ->
+    ``seed``, ...); giving both names of one setting is an error."""
+    data = dict(data)
+    for old, new in SWEEP_KEYS.items():
+        if old in data:
+            if new in data:
+                raise ValueError(f"tuning file {path}: give `{new}` or `{old}`, not both")
+            data[new] = data.pop(old)
+    if "seeds" in data:
+        seeds = data.pop("seeds")
+        if "seed" in data or not (isinstance(seeds, list) and len(seeds) == 1):
+            raise ValueError(
+                f"tuning file {path}: every Optuna trial runs one seed; give seed = N "
+                f"(got seeds = {seeds!r})"
+            )
+        data["seed"] = seeds[0]
+    return data
+
+
 def load_spec(path: str | Path) -> TuneSpec:
     """Read and check a tuning file; every error is a ValueError naming the key at fault."""
     import tomllib
@@ -228,6 +274,7 @@ def load_spec(path: str | Path) -> TuneSpec:
         raise FileNotFoundError(f"cannot read tuning file {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"tuning file {path}: {e}") from None
+    data = _sweep_names(path, data)
     unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:
         raise ValueError(

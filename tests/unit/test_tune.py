@@ -166,3 +166,27 @@ def test_jobs_processes_share_the_study_and_draw_different_parameters(tmp_path):
     rows = _rows(out / "trials.csv")
     assert len(rows) == 3 and {r["state"] for r in rows} == {"complete"}
     assert len({r["learning_rate"] for r in rows}) == 3  # each process has its own TPE seed
+
+
+def test_a_sweep_file_with_search_optuna_is_a_tuning_file(tmp_path):
+    common = 'algo = "ppo"\nenv = "cartpole"\nsearch = "optuna"\n'
+    sweep = common + (
+        "seeds = [4]\nsamples = 6\nsample_seed = 2\nmax_concurrent = 2\n[params]\n"
+        "learning_rate = { loguniform = [1e-4, 1e-2] }\nclip_coef = { uniform = [0.1, 0.3] }\n"
+        "num_steps = { randint = [16, 64] }\nnum_minibatches = { choice = [1, 4] }\n"
+    )
+    tuning = common + (
+        "seed = 4\ntrials = 6\nsampler_seed = 2\njobs = 2\n[params]\n"
+        "learning_rate = { low = 1e-4, high = 1e-2, log = true }\n"
+        "clip_coef = { low = 0.1, high = 0.3 }\nnum_steps = { low = 16, high = 64 }\n"
+        "num_minibatches = { choices = [1, 4] }\n"
+    )
+    got = load_spec(_write(tmp_path, sweep, "sweep.toml"))
+    assert got == load_spec(_write(tmp_path, tuning))
+    assert got.params["num_steps"].kind == "int" and got.params["clip_coef"].kind == "float"
+    with pytest.raises(ValueError, match="one seed"):
+        load_spec(_write(tmp_path, sweep.replace("[4]", "[0, 1]"), "two.toml"))
+    with pytest.raises(ValueError, match="`trials` or `samples`, not both"):
+        load_spec(
+            _write(tmp_path, sweep.replace("samples = 6", "samples = 6\ntrials = 6"), "b.toml")
+        )
