@@ -526,26 +526,28 @@ def run_tune(
     spec, out = prepare(spec_path, out, resume)
     jobs = jobs or spec.jobs
     _recover(spec, out)
-    if backend == "ray":
-        _run_ray(spec, out, address, jobs)
-    elif jobs == 1:
-        _optimize(spec, out, spec.run.get("threads"))
-    else:
-        # Processes share the SQLite study; a trial takes one thread unless [run] says more.
-        threads = spec.run.get("threads") or 1
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(str(out / SPEC_FILE), str(out), threads, i))
-                 for i in range(jobs)]  # fmt: skip
-        for p in procs:
-            p.start()
-        try:
+    try:
+        if backend == "ray":
+            _run_ray(spec, out, address, jobs)
+        elif jobs == 1:
+            _optimize(spec, out, spec.run.get("threads"))
+        else:
+            # Processes share the SQLite study; a trial takes one thread unless [run] says more.
+            threads = spec.run.get("threads") or 1
+            ctx = multiprocessing.get_context("spawn")
+            procs = [ctx.Process(target=_worker, args=(str(out / SPEC_FILE), str(out), threads, i))
+                     for i in range(jobs)]  # fmt: skip
             for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.join()  # each finishes its update and saves, as a run does on Ctrl-C
-            raise
-    write_summary(spec, out)
+                p.start()
+            try:
+                for p in procs:
+                    p.join()
+            except KeyboardInterrupt:
+                for p in procs:
+                    p.join()  # each finishes its update and saves, as a run does on Ctrl-C
+                raise
+    finally:  # also when stopped: the table of what ran so far
+        write_summary(spec, out)
     return out
 
 

@@ -308,7 +308,8 @@ def test_cli_resume_refuses_flags_it_would_ignore(small_run, capsys):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["train", "dqnn", "cartpole"], ["unknown algorithm 'dqnn'", "algorithms: a2c, ", "grpo, ntuple, ppo"]),
+    (["train", "dqnn", "cartpole"],
+     ["unknown algorithm 'dqnn'", "algorithms: a2c, ", "grpo, ntuple, ppo"]),
     (["train", "ppo", "cartpol"], ["unknown environment 'cartpol'", "cartpole", "game2048"]),
     (["train", "ppo", "cartpole", "--learning-rate", "-1"], ["'learning_rate'", "must be > 0"]),
     (["train", "ppo", "cartpole", "--num-minibatches", "3"],
