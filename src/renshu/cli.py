@@ -487,16 +487,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub, train_algo: str | None) -> None:
-    from renshu.algos import algorithm_names
-    from renshu.config import add_config_arguments
-    from renshu.runner import RunSpec
-
+    """The `train` subcommand. Its flags come from RunSpec and the algorithm's config, which
+    import torch, so with ``train_algo=None`` (a command line without `train`) only its name
+    and help are added: `renshu --help` and `renshu envs` stay fast."""
     p = sub.add_parser(
         "train",
         help="train an agent (default: ppo on game2048)",
         description="Train ALGO on ENV. Every config field of the algorithm is a flag below "
         "(`renshu train ALGO --help` lists that algorithm's fields).",
     )
+    if train_algo is None:
+        return
+    from renshu.algos import algorithm_names
+    from renshu.config import add_config_arguments
+    from renshu.runner.run import RunSpec
+
     p.add_argument(
         "algo", nargs="?", default="ppo", help=f"{' | '.join(algorithm_names())} (default ppo)"
     )
@@ -527,10 +532,9 @@ def _add_train(sub, train_algo: str | None) -> None:
     )
     add_config_arguments(p, RunSpec, "run_", "run settings", _run_fields())
     p.set_defaults(func=cmd_train)
-    if train_algo is not None:
-        from renshu.algos import get_algorithm
+    from renshu.algos import get_algorithm
 
-        add_config_arguments(p, get_algorithm(train_algo).config_class)
+    add_config_arguments(p, get_algorithm(train_algo).config_class)
 
 
 def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
@@ -676,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     from renshu.errors import CheckpointError, NonFiniteLossError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_train_algo_name(argv))
+    parser = build_parser(_train_algo_name(argv) if "train" in argv else None)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -236,6 +236,21 @@ def prepare_run_dir(run_dir: Path, replace: bool, spec: RunSpec, config: Any) ->
     write_json(run_dir / CONFIG_FILE, config_record(spec, config))
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux: /proc; elsewhere None). The runner records
+    it after the first update as ``startup_seconds``: what a user waits before training runs."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def describe_device(device: Any) -> str:
     """The device a run actually uses, in words: ``"cuda:0 NVIDIA H100 80GB HBM3"`` or
     ``"cpu, 2 threads"`` (torch's current CPU thread count). config.json and summary.json

@@ -284,23 +284,40 @@ def _marker(n: int) -> str | None:
 
 
 def _figure(size: tuple[float, float] = FIGSIZE):
-    import matplotlib
+    """A figure on the Agg canvas, without pyplot (whose import costs more than the drawing)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt, plt.figure(figsize=size, dpi=DPI)
 
-
-def _save(plt: Any, fig: Any, out: Path) -> Path:
-    """Write ``fig`` to ``out`` atomically and close it."""
+def _save(fig: Any, out: Path) -> Path:
+    """Write ``fig`` to ``out`` atomically (PNG at a light compression: a third of the time of
+    the default for files about 1.3x larger)."""
     fmt = out.suffix.lstrip(".").lower() or "png"
-    try:
-        with atomic_open(out, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=DPI)
-    finally:
-        plt.close(fig)
+    extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
+    with atomic_open(out, "wb") as f:
+        fig.savefig(f, format=fmt, dpi=DPI, **extra)
     return out
+
+
+def _fixed_margins(size: tuple[float, float], rows: int, legend_right: bool) -> dict:
+    """Subplot margins and gaps in inches, as gridspec fractions: the learning curve's layout
+    is fixed (``tight_layout`` would measure every label first, a third of the drawing time).
+    Room is left for a title and axis label per row and, with a counts panel, its legend."""
+    width, height = size
+    left, right, top, bottom, gap = 0.8, (1.15 if legend_right else 0.25), 0.4, 0.55, 0.8
+    axes_height = (height - top - bottom - gap * (rows - 1)) / rows
+    return {
+        "left": left / width,
+        "right": 1 - right / width,
+        "top": 1 - top / height,
+        "bottom": bottom / height,
+        "hspace": gap / axes_height,
+        "wspace": 0.3,
+    }
 
 
 def _count_label(value: float, _pos: Any = None) -> str:
@@ -425,38 +442,35 @@ def plot_learning_curve(
     losses = [c for c in run.metrics if c.startswith("loss/")]
 
     size = (FIGSIZE[0], FIGSIZE[1] + COUNTS_PANEL_HEIGHT * len(counts))
-    plt, fig = _figure(size)
-    try:
-        rows = math.ceil(len(losses) / _LOSS_COLUMNS_PER_ROW)
-        cols = max(1, min(len(losses), _LOSS_COLUMNS_PER_ROW))
-        ratios = [2.0] + [1.3] * len(counts) + [1.0] * rows
-        grid = fig.add_gridspec(len(ratios), cols, height_ratios=ratios)
-        ax = fig.add_subplot(grid[0, :])
-        _returns_panel(ax, run, kind, window)
-        ax.set_title(title)
-        for i, name in enumerate(counts):
-            _counts_panel(fig.add_subplot(grid[1 + i, :], sharex=ax), run, name, kind, window)
+    fig = _figure(size)
+    rows = math.ceil(len(losses) / _LOSS_COLUMNS_PER_ROW)
+    cols = max(1, min(len(losses), _LOSS_COLUMNS_PER_ROW))
+    ratios = [2.0] + [1.3] * len(counts) + [1.0] * rows
+    grid = fig.add_gridspec(
+        len(ratios), cols, height_ratios=ratios, **_fixed_margins(size, len(ratios), counts)
+    )
+    ax = fig.add_subplot(grid[0, :])
+    _returns_panel(ax, run, kind, window)
+    ax.set_title(title)
+    for i, name in enumerate(counts):
+        _counts_panel(fig.add_subplot(grid[1 + i, :], sharex=ax), run, name, kind, window)
 
-        first_loss_row = 1 + len(counts)
-        for i, name in enumerate(losses):
-            lax = fig.add_subplot(grid[first_loss_row + i // cols, i % cols])
-            steps, y = _pairs(run.metrics, "env_steps", name)
-            at = run.x_at(steps, kind) if steps.size else None
-            if at is not None:
-                lax.plot(at, y, "-", lw=1.0, marker=_marker(at.size), color="tab:red")
-            else:
-                _note(lax, "no values yet")
-            lax.set_title(name, fontsize=10)
-            lax.tick_params(labelsize=8)
-            _x_ticks(lax, kind)
-            lax.grid(alpha=0.3)
-            if i // cols == rows - 1:
-                lax.set_xlabel(X_AXES[kind], fontsize=9)
-        fig.tight_layout()
-    except BaseException:
-        plt.close(fig)
-        raise
-    return _save(plt, fig, out)
+    first_loss_row = 1 + len(counts)
+    for i, name in enumerate(losses):
+        lax = fig.add_subplot(grid[first_loss_row + i // cols, i % cols])
+        steps, y = _pairs(run.metrics, "env_steps", name)
+        at = run.x_at(steps, kind) if steps.size else None
+        if at is not None:
+            lax.plot(at, y, "-", lw=1.0, marker=_marker(at.size), color="tab:red")
+        else:
+            _note(lax, "no values yet")
+        lax.set_title(name, fontsize=10)
+        lax.tick_params(labelsize=8)
+        _x_ticks(lax, kind)
+        lax.grid(alpha=0.3)
+        if i // cols == rows - 1:
+            lax.set_xlabel(X_AXES[kind], fontsize=9)
+    return _save(fig, out)
 
 
 def plot_compare(
@@ -482,36 +496,32 @@ def plot_compare(
     elif len(labels) != len(runs):
         raise ValueError(f"got {len(labels)} labels for {len(runs)} run directories")
 
-    plt, fig = _figure()
-    try:
-        ax = fig.add_subplot(1, 1, 1)
-        drawn = 0
-        missing: list[str] = []
-        windows = set()
-        for run, label in zip(runs, labels, strict=True):
-            curve = run.smooth(kind, window)
-            if curve is None:
-                missing.append(str(label))
-                continue
-            at, smooth, used = curve
-            windows.add(used)
-            at, smooth = _thin(at, smooth)
-            ax.plot(at, smooth, "-", lw=2.0, marker=_marker(at.size), label=str(label))
-            drawn += 1
-        _missing_note(ax, missing, kind)
-        if not drawn:
-            _note(ax, "no finished episodes yet")
-        ax.legend(loc="best", fontsize=9)
-        ax.set_xlabel(X_AXES[kind])
-        _x_ticks(ax, kind)
-        ax.set_ylabel(f"episode return (mean of the last {_windows_text(windows)} episodes)")
-        ax.set_title("episode return")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-    except BaseException:
-        plt.close(fig)
-        raise
-    return _save(plt, fig, Path(out))
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    drawn = 0
+    missing: list[str] = []
+    windows = set()
+    for run, label in zip(runs, labels, strict=True):
+        curve = run.smooth(kind, window)
+        if curve is None:
+            missing.append(str(label))
+            continue
+        at, smooth, used = curve
+        windows.add(used)
+        at, smooth = _thin(at, smooth)
+        ax.plot(at, smooth, "-", lw=2.0, marker=_marker(at.size), label=str(label))
+        drawn += 1
+    _missing_note(ax, missing, kind)
+    if not drawn:
+        _note(ax, "no finished episodes yet")
+    ax.legend(loc="best", fontsize=9)
+    ax.set_xlabel(X_AXES[kind])
+    _x_ticks(ax, kind)
+    ax.set_ylabel(f"episode return (mean of the last {_windows_text(windows)} episodes)")
+    ax.set_title("episode return")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, Path(out))
 
 
 def _windows_text(windows: set[int]) -> str:
@@ -567,42 +577,38 @@ def plot_groups(
     elif len(labels) != len(members):
         raise ValueError(f"got {len(labels)} labels for {len(members)} groups")
 
-    plt, fig = _figure()
-    try:
-        import matplotlib
+    fig = _figure()
+    import matplotlib
 
-        ax = fig.add_subplot(1, 1, 1)
-        colours = matplotlib.colormaps["tab10"].colors
-        missing: list[str] = []
-        windows: set[int] = set()
-        for i, (runs, label) in enumerate(zip(members, labels, strict=True)):
-            result = group_curve(runs, kind, window)
-            if result is None:
-                missing.append(str(label))
-                continue
-            grid, mean, std, curves = result
-            windows |= {c[2] for c in (r.smooth(kind, window) for r in runs) if c is not None}
-            colour = colours[i % len(colours)]
-            for at, smooth in curves:
-                at, smooth = _thin(at, smooth)
-                ax.plot(at, smooth, "-", lw=0.8, alpha=0.35, color=colour)
-            ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-            n = len(curves)
-            text = f"{label}: mean \u00b1 std of {n} run{'s' if n != 1 else ''}"
-            ax.plot(grid, mean, "-", lw=2.4, marker=_marker(grid.size), color=colour, label=text)
-        if len(missing) < len(members):
-            ax.plot([], [], "-", lw=0.8, alpha=0.6, color="0.4", label="each run (thin lines)")
-        _missing_note(ax, missing, kind)
-        if len(missing) == len(members):
-            _note(ax, "no finished episodes yet")
-        ax.legend(loc="best", fontsize=9)
-        ax.set_xlabel(X_AXES[kind])
-        _x_ticks(ax, kind)
-        ax.set_ylabel(f"episode return (mean of the last {_windows_text(windows)} episodes)")
-        ax.set_title(title if title is not None else "episode return: mean \u00b1 std over runs")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-    except BaseException:
-        plt.close(fig)
-        raise
-    return _save(plt, fig, Path(out))
+    ax = fig.add_subplot(1, 1, 1)
+    colours = matplotlib.colormaps["tab10"].colors
+    missing: list[str] = []
+    windows: set[int] = set()
+    for i, (runs, label) in enumerate(zip(members, labels, strict=True)):
+        result = group_curve(runs, kind, window)
+        if result is None:
+            missing.append(str(label))
+            continue
+        grid, mean, std, curves = result
+        windows |= {c[2] for c in (r.smooth(kind, window) for r in runs) if c is not None}
+        colour = colours[i % len(colours)]
+        for at, smooth in curves:
+            at, smooth = _thin(at, smooth)
+            ax.plot(at, smooth, "-", lw=0.8, alpha=0.35, color=colour)
+        ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        n = len(curves)
+        text = f"{label}: mean \u00b1 std of {n} run{'s' if n != 1 else ''}"
+        ax.plot(grid, mean, "-", lw=2.4, marker=_marker(grid.size), color=colour, label=text)
+    if len(missing) < len(members):
+        ax.plot([], [], "-", lw=0.8, alpha=0.6, color="0.4", label="each run (thin lines)")
+    _missing_note(ax, missing, kind)
+    if len(missing) == len(members):
+        _note(ax, "no finished episodes yet")
+    ax.legend(loc="best", fontsize=9)
+    ax.set_xlabel(X_AXES[kind])
+    _x_ticks(ax, kind)
+    ax.set_ylabel(f"episode return (mean of the last {_windows_text(windows)} episodes)")
+    ax.set_title(title if title is not None else "episode return: mean \u00b1 std over runs")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, Path(out))
