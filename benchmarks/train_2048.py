@@ -42,6 +42,7 @@ default for 2048 (torch's thread count). The tables say what config.json recorde
     python benchmarks/train_2048.py --configs "today=,preset=,mb4=--num-minibatches 4"
     python benchmarks/train_2048.py --algos ppo,a2c,dqn,grpo,ntuple   # the strength table
     python benchmarks/train_2048.py --minutes 5 --skip-strength --json out.json
+    python benchmarks/train_2048.py --threads 1 --concurrent   # today= and preset= side by side
 """
 
 from __future__ import annotations
@@ -193,13 +194,18 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def run_config(config: Config, minutes: float, seed: int, threads: int | None, run_dir: Path):
-    """``renshu train ALGO game2048 --minutes M ...`` in a process of its own."""
+def run_config(
+    config: Config, minutes: float, seed: int, threads: int | None, run_dir: Path,
+    core: int | None = None,
+):  # fmt: skip
+    """``renshu train ALGO game2048 --minutes M ...`` in a process of its own (on CPU core
+    ``core`` alone when given: ``taskset -c``)."""
     argv = [*renshu_cli(), "train", config.algo, "game2048", "--minutes", f"{minutes:g}",
             "--seed", str(seed), "--run-dir", str(run_dir)]  # fmt: skip
     argv += (["--threads", str(threads)] if threads else []) + config.flags
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    timed = run_timed(argv, run_dir.parent, run_dir.parent / f"{run_dir.name}.log")
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    timed = run_timed(pin + argv, run_dir.parent, run_dir.parent / f"{run_dir.name}.log")
     run = read_run(run_dir)
     s = run["summary"]
     return Result(
@@ -446,6 +452,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--quick", action="store_true", help="smoke run: 0.5 min per run, 200 games")
+    p.add_argument(
+        "--concurrent", action="store_true",
+        help="train the --configs at the same time, each on a core of its own (needs --threads "
+        "1 and a core per config): rows that share the machine's load, for a fair ratio on a "
+        "busy machine",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.minutes is None:
         args.minutes = 0.5 if args.quick else 15.0
@@ -459,12 +471,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if any(a not in ALGOS for a in algos) or (args.algos is not None and not algos):
         p.error(f"--algos takes a comma-separated subset of {','.join(ALGOS)}")
     args.algos = algos
+    if args.concurrent:
+        if args.threads != 1 or algos or not shutil.which("taskset"):
+            p.error("--concurrent needs --threads 1, no --algos, and the taskset command")
+        args.cores = sorted(os.sched_getaffinity(0))
     if args.configs is None:
         args.configs = [] if algos else ["today=,preset="]
     try:
         args.configs = parse_configs(args.configs)
     except ValueError as e:
         p.error(str(e))
+    if args.concurrent and len(args.configs) > len(args.cores):
+        p.error(f"--concurrent: {len(args.configs)} configs for {len(args.cores)} cores")
     if args.run_dir is not None:
         d = Path(args.run_dir)
         if d.exists() and (not d.is_dir() or any(d.iterdir())):
@@ -486,11 +504,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     failed: dict[str, str] = {}  # run -> why (a failed run is reported, the others go on)
 
-    def one(config: Config, label: str) -> Result | None:
+    def one(config: Config, label: str, core: int | None = None) -> Result | None:
         log(f"{label}: {args.minutes:g} min ...")
         run_dir = root / re.sub(r"[^\w.-]+", "-", label)
         try:
-            r = run_config(config, args.minutes, args.seed, args.threads, run_dir)
+            r = run_config(config, args.minutes, args.seed, args.threads, run_dir, core)
         except RuntimeError as e:
             lines = str(e).strip().splitlines()
             failed[label] = f"`{lines[0]}`: {lines[-1]}"
@@ -506,8 +524,17 @@ def main(argv: list[str] | None = None) -> dict:
     algos: list[Result] = []
     rand = None
     try:
-        for config in args.configs:
-            r = one(config, f"config-{config.name}")
+        if args.concurrent:  # all at once, a core each; strength is measured after each run
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(args.configs)) as pool:
+                started = [
+                    pool.submit(one, config, f"config-{config.name}", args.cores[i])
+                    for i, config in enumerate(args.configs)
+                ]
+                together = [f.result() for f in started]
+        for i, config in enumerate(args.configs):
+            r = together[i] if args.concurrent else one(config, f"config-{config.name}")
             if r is None:
                 continue
             if args.split_updates:
@@ -539,7 +566,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     devices = sorted({str(r.device) for r in configs + algos})
     threads = f"{', '.join(devices)} (config.json's device)" + (
-        f"; pinned to cores {cores}" if args.threads and len(cores) < (os.cpu_count() or 0) else ""
+        f"; pinned to cores {cores}"
+        if args.threads and not args.concurrent and len(cores) < (os.cpu_count() or 0)
+        else ""
     )
     installed = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     where = f"{machine_line(threads)}; {installed}"
@@ -554,6 +583,12 @@ def main(argv: list[str] | None = None) -> dict:
         "process; env steps/s, training = summary.json's steps_per_second (the runner's clock, "
         "periodic evaluations included); whole process = env steps / (spawn to exit)"
     )
+    if args.concurrent:
+        print(
+            f"- the {len(args.configs)} configurations trained at the same time, each pinned "
+            f"to a core of its own (cores {args.cores[: len(args.configs)]}), so that they "
+            "share whatever else the machine was doing"
+        )
     if games:
         print(
             f"- strength: the final greedy policy over {games:,} games from evaluation seed "
