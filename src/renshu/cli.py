@@ -93,10 +93,26 @@ def cmd_play(args: argparse.Namespace) -> int:
         raise ValueError(f"renshu play has no terminal version of {spec.name}; it plays {playable}")
     from renshu.config import import_object
 
+    search = _search_flags(args)
+    extra = {} if args.hint is None else {"hint": _play_hint(args.hint, spec, search)}
+    if search is not None and args.hint is None:
+        raise ValueError("--search goes with --hint RUN (the searched advice of a trained run)")
     import_object(spec.play)(
-        seed=args.seed, **spec.parse_options({"invalid_move": args.invalid_move})
+        seed=args.seed, **spec.parse_options({"invalid_move": args.invalid_move}), **extra
     )
     return 0
+
+
+def _play_hint(run: str, spec, search):
+    """The advice of trained ``run`` for ``renshu play --hint RUN`` (its latest weights)."""
+    from renshu.runner.hint import hint_from_run
+    from renshu.runner.milestones import load_agent
+
+    algo, run_spec, _ = load_agent(run, device="cpu")
+    if run_spec.env != spec.name:
+        raise ValueError(f"--hint {run}: that run plays {run_spec.env}, not {spec.name}")
+    _use_run_threads(run_spec)
+    return hint_from_run(algo, run_spec, search)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -235,7 +251,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress, on_summary=_print_result,
         )  # fmt: skip
     _print_summary(run_dir, summary)
-    return 130 if summary["status"] == "interrupted" else 0
+    return _exit_status(summary)
+
+
+def _exit_status(summary: dict) -> int:
+    """0, or for a stopped run the shell's 128 + signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+    if summary["status"] != "interrupted":
+        return 0
+    import signal
+
+    name = summary.get("signal") or "SIGINT"
+    return 128 + int(getattr(signal, name, signal.SIGINT))
 
 
 def _train_group(args: argparse.Namespace, spec, values: dict, run_values: dict) -> int:
@@ -252,7 +278,7 @@ def _train_group(args: argparse.Namespace, spec, values: dict, run_values: dict)
     )  # fmt: skip
     print("\n" + (group_dir / TABLE_FILE).read_text(encoding="utf-8"))
     print(f"group directory: {group_dir} ({TABLE_FILE}, {CURVE_FILE}, group.json, seed-*/)")
-    return 130 if summary["status"] == "interrupted" else 0
+    return _exit_status(summary)
 
 
 def _print_result(summary: dict) -> None:
@@ -306,21 +332,63 @@ def _use_run_threads(spec) -> None:
         torch.set_num_threads(threads)
 
 
+def _search_flags(args: argparse.Namespace):
+    """The play-time search of ``--search NAME --depth D --cutoff P`` (None without it)."""
+    from renshu.runner.search import parse_search
+
+    return parse_search(args.search, args.depth, args.cutoff)
+
+
+def _eval_act(algo, spec, search=None, stochastic: bool = False):
+    """``act(obs, mask)`` of a loaded run: greedy (or sampled), or its ``search``."""
+    if search is None:
+        return lambda o, m: algo.act(o, m, deterministic=not stochastic)
+    from renshu.runner.search import check_search, search_policy
+
+    check_search(spec.algo, search)
+    return search_policy(algo, search)[0]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from renshu.runner import load_trained
     from renshu.runner.evaluate import evaluate, make_eval_env, summarize
+    from renshu.runner.milestones import load_agent
 
-    algo, spec = load_trained(args.run, device=args.device)
+    search = _search_flags(args)
+    if search is not None and args.stochastic:
+        raise ValueError("--stochastic samples the policy; --search plays its best searched move")
+    if args.compare_greedy and search is None:
+        raise ValueError("--compare-greedy goes with --search (the run's own greedy play beside)")
+    algo, spec, loaded = load_agent(args.run, args.checkpoint, device=args.device)
+    print(loaded.describe(), file=sys.stderr if args.json else sys.stdout)
     _use_run_threads(spec)
+    act = _eval_act(algo, spec, search, args.stochastic)
     env = make_eval_env(spec, args.episodes, algo.device)
-    stats = evaluate(
-        lambda o, m: algo.act(o, m, deterministic=not args.stochastic), env, args.episodes,
-        seed=args.seed,
-    )  # fmt: skip
+    stats = evaluate(act, env, args.episodes, seed=args.seed)
     result = summarize(stats, spec.env_spec)
-    results = {f"{spec.algo} (greedy)" if not args.stochastic else spec.algo: result}
+    name = spec.algo if args.stochastic else f"{spec.algo} (greedy)"
+    if search is not None:
+        name = f"{spec.algo} ({search.name} {search.depth})"
+        result["search"] = {"name": search.name, "depth": search.depth, "cutoff": search.cutoff}
+    results = {name: result}
+    if args.compare_greedy:
+        env = make_eval_env(spec, args.episodes, algo.device)
+        result["greedy"] = summarize(evaluate(_eval_act(algo, spec), env, args.episodes,
+                                              seed=args.seed), spec.env_spec)  # fmt: skip
+        results[f"{spec.algo} (greedy)"] = result["greedy"]
+    for other_run in args.compare:  # other runs of the same env, greedy, on the same seeds
+        other, other_spec, _ = load_agent(other_run, device=args.device)
+        if other_spec.env != spec.env:
+            raise ValueError(f"--compare {other_run} plays {other_spec.env}, not {spec.env}")
+        env = make_eval_env(other_spec, args.episodes, other.device)
+        other_result = summarize(evaluate(_eval_act(other, other_spec), env, args.episodes,
+                                          seed=args.seed), spec.env_spec)  # fmt: skip
+        result.setdefault("compared", {})[str(other_run)] = other_result
+        key = f"{other_spec.algo} (greedy)"
+        results[key if key not in results else os.path.basename(os.path.normpath(other_run))] = (
+            other_result
+        )
     if args.compare_random:
         from renshu.runner.record import random_policy
 
@@ -334,7 +402,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"{spec.env}, {result['episodes']} episodes each:")
     names = list(results)
-    print(f"  {'':<22}" + "".join(f"{n:>18}" for n in names))
+    width = {n: max(18, len(n) + 2) for n in names}
+    print(f"  {'':<22}" + "".join(f"{n:>{width[n]}}" for n in names))
     rows = [("mean return", "mean_return", "{:.1f}"), ("std return", "std_return", "{:.1f}")]
     for extra, how in spec.env_spec.extras.items():
         if how == "mean":
@@ -342,16 +411,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         elif how == "rate":
             rows.append((f"{extra} rate", f"{extra}_rate", "{:.1%}"))
     for label, key, fmt in rows:
-        print(f"  {label:<22}" + "".join(f"{fmt.format(results[n][key]):>18}" for n in names))
+        cells = [f"{fmt.format(results[n][key]):>{width[n]}}" for n in names]
+        print(f"  {label:<22}" + "".join(cells))
     for extra, how in spec.env_spec.extras.items():
         if how != "counts":
             continue
         key = f"{extra}_counts"
         values = sorted({int(t) for r in results.values() for t in r.get(key, {})})
         for value in values:
-            cells = [results[n][key].get(str(value), 0) / results[n]["episodes"] for n in names]
+            shares = {n: results[n][key].get(str(value), 0) / results[n]["episodes"]
+                      for n in names}  # fmt: skip
             label = f"{extra.replace('_', ' ')} {value}"
-            print(f"  {label:<22}" + "".join(f"{c:>18.1%}" for c in cells))
+            print(f"  {label:<22}" + "".join(f"{shares[n]:>{width[n]}.1%}" for n in names))
     return 0
 
 
@@ -394,18 +465,28 @@ def cmd_record(args: argparse.Namespace) -> int:
         run, policy = policy, None
     if args.algo is not None and policy != "untrained":
         raise ValueError("--algo picks the agent of --policy untrained")
+    search = _search_flags(args)
+    if search is not None and (args.timelapse or (run is None and policy != "untrained")):
+        raise ValueError("--search plays a RUN's (or --policy untrained's) searched moves")
     commentary = _record_commentator(args)
     play = {"max_steps": args.max_steps, "fps": args.fps, "explain": commentary}
+    if args.timelapse:
+        return _record_timelapse(args, run)
+    if args.out is None:
+        raise ValueError("--out FILE is required: the animation to write, .gif or .mp4")
+    if args.checkpoint is not None and run is None:
+        raise ValueError("--checkpoint picks the weights of a RUN directory; give the RUN")
     if run is not None:
-        from renshu.runner import load_trained
+        from renshu.runner.milestones import load_agent
 
-        algo, spec = load_trained(run, device=args.device)
+        algo, spec, loaded = load_agent(run, args.checkpoint, device=args.device)
+        print(loaded.describe())
         _use_run_threads(spec)
         if args.explain and commentary is None:
             from renshu.runner.record import explainer
 
             play["explain"] = explainer(algo, spec, args.explain_prompt, args.explain_tokens)
-        result = record_episode(algo, spec, args.out, seed=args.seed, **play)
+        result = record_episode(algo, spec, args.out, seed=args.seed, search=search, **play)
     else:
         from renshu.runner import RunSpec
 
@@ -421,13 +502,31 @@ def cmd_record(args: argparse.Namespace) -> int:
             spec = RunSpec(algo=args.algo or "ppo", env=args.env, seed=seed).resolved()
             _use_run_threads(spec)
             algo = untrained_agent(spec, device=args.device)
-            title = f"{spec.algo} (untrained)"
-            result = record_episode(algo, spec, args.out, seed=seed, title=title, **play)
+            title = f"{spec.algo} (untrained{', ' + search.label if search else ''})"
+            result = record_episode(algo, spec, args.out, seed=seed, title=title, search=search,
+                                    **play)  # fmt: skip
         else:
             spec = RunSpec(env=args.env, seed=seed).resolved()
             act, values = random_policy(seed)
             result = record(spec, act, values, args.out, seed=seed, title="random policy", **play)
     print(f"wrote {result['out']}: {result['steps']} steps, return {result['return']:g}")
+    return 0
+
+
+def _record_timelapse(args: argparse.Namespace, run: str | None) -> int:
+    """``renshu record RUN --timelapse [--out x.gif|x.mp4]``: the run's milestones side by side."""
+    if run is None:
+        raise ValueError("--timelapse shows a run's milestones: give the RUN directory")
+    if args.explain or args.checkpoint is not None:
+        raise ValueError("--timelapse plays every milestone; it takes no --explain or --checkpoint")
+    from renshu.runner.milestones import write_timelapse
+    from renshu.runner.run import load_run
+
+    _use_run_threads(load_run(run)[0])
+    result = write_timelapse(run, out=args.out, seed=args.seed, max_steps=args.max_steps)
+    steps = ", ".join(f"{s:,}" for s in result["milestones"])
+    print(f"wrote {result['out']}: {result['panels']} milestones (steps {steps}), "
+          f"{result['frames']} frames in {result['seconds']:.1f} s")  # fmt: skip
     return 0
 
 
@@ -537,6 +636,18 @@ def _add_train(sub, train_algo: str | None) -> None:
     add_config_arguments(p, get_algorithm(train_algo).config_class)
 
 
+def _add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """``--search NAME --depth D --cutoff P`` (eval, record, play --hint)."""
+    p.add_argument("--search", default=None, metavar="expectimax",
+                   help="play with a search at each move (ntuple runs: expectimax)")  # fmt: skip
+    p.add_argument("--depth", type=int, default=None, metavar="D",
+                   help="search depth 1-3 (default 2; 1 is the greedy move; depth 2 expands "
+                   "every tile that can appear, depth 3 is about 50x slower again)")  # fmt: skip
+    p.add_argument("--cutoff", type=float, default=None, metavar="P",
+                   help="value chance nodes reached with a probability below P by the network "
+                   "instead of expanding them (default 0: exact; speeds up depth 3)")  # fmt: skip
+
+
 def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="renshu", description="renshu: fast, correct deep RL on batched tensor games."
@@ -552,6 +663,10 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("env", nargs="?", default="2048", help="game to play (default: 2048)")
     p.add_argument("--seed", type=int, default=None, help="seed for the tile spawns")
     p.add_argument("--invalid-move", choices=["mask", "noop"], default="mask")
+    p.add_argument("--hint", default=None, metavar="RUN",
+                   help="show a trained run's suggested move and its value of each move under "
+                   "the board (with --search: its searched values)")  # fmt: skip
+    _add_search_arguments(p)
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("bench", help="random-policy environment steps per second")
@@ -573,7 +688,15 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
                    help="without RUN: random (over legal actions, the default), untrained (a "
                    "freshly initialised --algo agent) or a run directory")  # fmt: skip
     p.add_argument("--algo", default=None, help="agent of --policy untrained (default ppo)")
-    p.add_argument("--out", required=True, help="output file, .gif or .mp4")
+    p.add_argument("--out", default=None,
+                   help="output file, .gif or .mp4 (required, except with --timelapse: "
+                   "RUN/timelapse.gif)")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, metavar="best|latest|step-N",
+                   help="the RUN's weights to record (default: best.pt if there is one, else "
+                   "latest.pt)")  # fmt: skip
+    p.add_argument("--timelapse", action="store_true",
+                   help="the RUN's milestones side by side playing the same game (.mp4 needs "
+                   "renshu[viz])")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="seed of the recorded episode")
     p.add_argument("--max-steps", type=_positive_int, default=3000)
     p.add_argument("--fps", type=_positive_int, default=12)
@@ -605,6 +728,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
                    help="question for --explain (default: the run's --encoder-prompt)")  # fmt: skip
     p.add_argument("--explain-tokens", type=_positive_int, default=24, metavar="N",
                    help="longest answer in tokens for --explain (default 24)")  # fmt: skip
+    _add_search_arguments(p)
     p.set_defaults(func=cmd_record)
 
     _add_train(sub, train_algo)
@@ -614,7 +738,16 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_positive_int, default=100)
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
+    p.add_argument("--checkpoint", default=None, metavar="best|latest|step-N",
+                   help="the weights to evaluate (default: best.pt if there is one, else "
+                   "latest.pt)")  # fmt: skip
     p.add_argument("--compare-random", action="store_true", help="also evaluate random play")
+    _add_search_arguments(p)
+    p.add_argument("--compare-greedy", action="store_true",
+                   help="with --search: also the run's greedy play, on the same seeds")  # fmt: skip
+    p.add_argument("--compare", action="append", default=[], metavar="RUN",
+                   help="also evaluate this run of the same env (greedy, same seeds; "
+                   "repeatable): one table side by side")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
@@ -677,7 +810,13 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from renshu.errors import CheckpointError, NonFiniteLossError
+    from renshu.errors import (
+        CheckpointError,
+        NonFiniteLossError,
+        RunInUseError,
+        StopSignal,
+        WriteError,
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_train_algo_name(argv) if "train" in argv else None)
@@ -686,13 +825,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (
         ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, ConnectionError,
-        MemoryError, NonFiniteLossError, CheckpointError,
+        MemoryError, NonFiniteLossError, CheckpointError, WriteError, RunInUseError,
     ) as e:  # fmt: skip
         # Errors a user can cause get one clear line, not a traceback (RENSHU_DEBUG=1 shows it).
         if os.environ.get("RENSHU_DEBUG"):
             raise
         print(f"renshu {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except StopSignal as e:  # a second SIGINT/SIGTERM/SIGHUP: stopped at once
+        return e.exit_status
     except KeyboardInterrupt:
         return 130
 

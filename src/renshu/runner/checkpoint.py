@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from renshu import fileio
 from renshu.errors import CheckpointError
-from renshu.fileio import atomic_open
+from renshu.fileio import atomic_open, check_free_space, write_error
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -41,13 +45,52 @@ def _check_plain(value: Any, where: str) -> None:
         )
 
 
+def estimated_size(payload: Any) -> int:
+    """A lower bound of the bytes ``torch.save`` writes for ``payload``: its tensors' storages
+    (each counted once), a few hundred bytes per record and 64 kB for the rest."""
+    seen: set[int] = set()
+    total = 65536
+
+    def walk(value: Any) -> None:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            if storage.data_ptr() not in seen or storage.nbytes() == 0:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes() + 512
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(payload)
+    return total
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
+    """Write ``payload`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
+
+    A checkpoint that cannot fit in the free space is refused before anything is written; a
+    write that fails leaves the previous file as it was. Both raise
+    :class:`~renshu.errors.WriteError` with one line naming ``path``."""
     path = Path(path)
     _check_plain(payload, "payload")
     data = {"format": FORMAT, "version": VERSION, **payload}
-    with atomic_open(path, "wb") as f:
-        torch.save(data, f)
+    needed = estimated_size(data)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+    check_free_space(path, needed)
+    with atomic_open(path, "wb", needed=needed) as f:
+        try:
+            torch.save(data, f)
+        except RuntimeError as e:  # torch's zip writer may report a short write its own way
+            code = errno.ENOSPC if fileio.free_bytes(path.parent) < needed else errno.EIO
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else "failed"
+            raise OSError(code, f"{os.strerror(code)}: torch: {first}") from None
     return path
 
 
@@ -152,39 +195,54 @@ def resume_run(
     ray_address: str | None = None,
 ) -> dict:
     """Continue a run from its latest checkpoint towards its budget (or a raised ``steps``);
-    a Ray run may continue on another cluster (``ray_address``)."""
+    a Ray run may continue on another cluster (``ray_address``).
+
+    The run directory is locked for the whole run (a run still training elsewhere is refused
+    with its PID); temporaries of killed saves are removed first. A run directory with a
+    config but no checkpoint yet (stopped before its first update ended) starts the same run
+    afresh."""
+    from renshu.fileio import RunLock, remove_stale_temporaries
     from renshu.runner.loop import Trainer
-    from renshu.runner.run import load_run, record_budget
+    from renshu.runner.run import CONFIG_FILE, clear_run_dir, load_run, record_budget
 
     run_dir = Path(run_dir)
-    spec, values = load_run(run_dir)
+    spec, values = load_run(run_dir)  # (a directory that is no run is refused before the lock)
     if ray_address is not None:
         spec.ray_address = ray_address
-    data = load_checkpoint(run_dir / LATEST)
-    if steps is not None:
-        budget = spec.total_steps()
-        if budget is not None and steps < budget:
-            raise ValueError(
-                f"--steps {steps} is below the run's budget of {budget} steps; "
-                "--resume can only keep or raise it"
-            )
-        spec.steps = steps
-    trainer = Trainer(run_dir, spec, values, progress, stop_after_updates)
-    trainer.restore(data)
-    if steps is not None:  # record the raised budget only once the checkpoint proved usable
-        record_budget(run_dir, steps)
-    return trainer.train()
+    with RunLock(run_dir):
+        remove_stale_temporaries(run_dir)
+        fresh = not (run_dir / LATEST).exists()
+        data = None if fresh else load_checkpoint(run_dir / LATEST)
+        if steps is not None:
+            budget = spec.total_steps()
+            if budget is not None and steps < budget:
+                raise ValueError(
+                    f"--steps {steps} is below the run's budget of {budget} steps; "
+                    "--resume can only keep or raise it"
+                )
+            spec.steps = steps
+        trainer = Trainer(run_dir, spec, values, progress, stop_after_updates)
+        if fresh:  # nothing learned was kept: the same run from its start
+            clear_run_dir(run_dir, keep=(CONFIG_FILE,))
+            print(f"{run_dir} has no checkpoint yet: starting the run afresh", file=sys.stderr)
+        else:
+            trainer.restore(data)
+        if steps is not None:  # record the raised budget only once the checkpoint proved usable
+            record_budget(run_dir, steps)
+        return trainer.train()
 
 
 def load_trained(run_dir: str | Path, device: str | None = None):
     """(algo with the run's latest weights, spec) for evaluation and recording."""
     import dataclasses
 
+    from renshu.fileio import remove_stale_temporaries
     from renshu.runner.run import build, load_run
 
     spec, values = load_run(run_dir)
     if device is not None:
         spec.device = device
+    remove_stale_temporaries(run_dir)  # of killed saves (dead processes' only)
     data = load_checkpoint(Path(run_dir) / LATEST)
     if data.get("algo") != spec.algo:
         raise CheckpointError(f"checkpoint in {run_dir} is for {data.get('algo')}, not {spec.algo}")

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 
 import torch
 
-from renshu.fileio import atomic_open
+from renshu.fileio import atomic_open, writing
 
 __all__ = ["RunLogger", "read_csv"]
 
@@ -173,11 +173,12 @@ class _CsvTable:
 
     def _open(self) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file, lineterminator="\n")
-        if new:
-            self._writer.writerow(self.columns)
-            self._file.flush()
+        with writing(self.path):  # a failed write: one line naming the file (fileio)
+            self._file = open(self.path, "a", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file, lineterminator="\n")
+            if new:
+                self._writer.writerow(self.columns)
+                self._file.flush()
 
     def _rewrite(self, max_step: int | None = None) -> None:
         """Rewrite the file under ``self.columns``, keeping rows with env_steps <= max_step."""
@@ -211,8 +212,9 @@ class _CsvTable:
             where = {k: i for i, k in enumerate(keys)}
             order = [where.get(c, -1) for c in self.columns]
             rows = ([row[i] if i >= 0 else "" for i in order] for row in rows)
-        self._writer.writerows(rows)
-        self._file.flush()
+        with writing(self.path):
+            self._writer.writerows(rows)
+            self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:
@@ -263,7 +265,8 @@ class RunLogger:
             if tensorboard:
                 purge = None if resume_step is None else int(resume_step) + 1
                 log_dir = str(self.run_dir / TENSORBOARD_DIR)
-                self._writer = _summary_writer_class()(log_dir=log_dir, purge_step=purge)
+                with writing(log_dir):
+                    self._writer = _summary_writer_class()(log_dir=log_dir, purge_step=purge)
         except BaseException:
             for table in opened:
                 table.close()
@@ -287,10 +290,11 @@ class RunLogger:
         row = [_cell(int(env_steps)), _cell(float(wall_seconds)), *cells.values()]
         self._metrics.append(keys, [row])
         if self._writer is not None:
-            for key, text in cells.items():
-                if text:
-                    self._writer.add_scalar(key, float(text), global_step=int(env_steps))
-            self._writer.flush()
+            with writing(self.run_dir / TENSORBOARD_DIR):
+                for key, text in cells.items():
+                    if text:
+                        self._writer.add_scalar(key, float(text), global_step=int(env_steps))
+                self._writer.flush()
 
     def log_episodes(self, env_steps: int, episodes: Mapping[str, Any]) -> None:
         """Append one row per finished episode to episodes.csv.
@@ -332,15 +336,17 @@ class RunLogger:
         keys = ["env_steps", *columns]
         self._episodes.append(keys, zip(repeat(_cell(int(env_steps))), *columns.values()))
         if self._writer is not None:
-            for key, mean in means.items():
-                self._writer.add_scalar(f"episode/{key}", mean, global_step=int(env_steps))
+            with writing(self.run_dir / TENSORBOARD_DIR):
+                for key, mean in means.items():
+                    self._writer.add_scalar(f"episode/{key}", mean, global_step=int(env_steps))
 
     def log_text(self, message: str) -> None:
         """Append ``message`` to log.txt, each line prefixed with the local date and time."""
         self._check_open()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         lines = str(message).splitlines() or [""]
-        with open(self.run_dir / TEXT_FILE, "a", encoding="utf-8") as f:
+        path = self.run_dir / TEXT_FILE
+        with writing(path), open(path, "a", encoding="utf-8") as f:
             f.writelines(f"{stamp} {line}\n" for line in lines)
 
     def close(self) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from renshu.errors import NonFiniteLossError
+from renshu.errors import NonFiniteLossError, StopSignal
+from renshu.fileio import RunLock
 from renshu.runner.checkpoint import LATEST, restore_runner, save_run_checkpoint
 from renshu.runner.evaluate import evaluate, make_eval_env, summarize
 from renshu.runner.run import (
@@ -29,6 +30,7 @@ from renshu.runner.run import (
     default_run_dir,
     describe_device,
     prepare_run_dir,
+    process_seconds,
     write_json,
 )
 
@@ -36,36 +38,52 @@ from renshu.runner.run import (
 EvalCallback = Callable[[int, dict], bool]
 
 
+# Ctrl-C; what timeout, Slurm and Kubernetes send; a terminal that closes
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 class _DeferredInterrupt:
-    """Ctrl-C while training: the first one lets the current update finish and then stops (so
-    the checkpoint holds a state between updates and a resume is exact); a second stops at once.
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP while training: the first one lets the current
+    update finish and then stops (so the checkpoint holds a state between updates and a resume
+    is exact); a second one stops at once (:class:`~renshu.errors.StopSignal`), keeping the
+    previous checkpoint. ``signum`` is the first signal's number (None: none came).
     """
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal.Signals(self.signum).name if self.signum is not None else None
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signum is not None:
+            raise StopSignal(signum)
+        self.signum = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(
-            "\nstopping after this update to save a checkpoint (Ctrl-C again stops at once)",
+            f"\n{name}: stopping after this update to save a checkpoint "
+            f"({name} again stops at once)",
             file=sys.stderr,
         )
 
     def install(self) -> _DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():  # signals: main thread only
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for name in STOP_SIGNALS:
+                number = getattr(signal, name, None)  # (Windows has no SIGHUP)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def uninstall(self) -> None:
-        if self._installed:
-            previous = self._previous if self._previous is not None else signal.SIG_DFL
-            signal.signal(signal.SIGINT, previous)
-            self._installed = False
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 @dataclass
@@ -107,6 +125,8 @@ class Trainer:
         self._last_eval_steps = 0
         self._last_eval_seconds = 0.0
         self._trained_since_eval = 0.0
+        self._startup_seconds: float | None = None
+        self._interrupt: _DeferredInterrupt | None = None
         threads = spec.cpu_threads()
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
@@ -137,7 +157,8 @@ class Trainer:
         total = self.spec.total_steps()
         if total is not None and steps >= total:
             return True
-        if self.spec.target_return is not None and self.spec.eval_every is None:
+        seeking = self.spec.target_return is not None and self.spec.target_on == "eval"
+        if seeking and self.spec.eval_every is None:
             if self.state.target_reached:  # (a resumed run going on to its budget)
                 return int(10 * frac) > int(10 * before_frac)
             grown = steps >= 1.1 * self._last_eval_steps
@@ -146,6 +167,17 @@ class Trainer:
             return int(10 * frac) > int(10 * before_frac)
         interval = self.spec.eval_every or max(self.algo.steps_per_update, total // 10)
         return steps // interval > before // interval
+
+    def target_met(self, evaluation: dict | None) -> bool:
+        """Whether --target-return is reached now: by the evaluation's mean return
+        (``--target-on eval``), or by the running mean of the last 100 training episodes
+        (``train``, once 100 have finished). False once reached (a resumed run goes on)."""
+        target, st = self.spec.target_return, self.state
+        if target is None or st.target_reached:
+            return False
+        if self.spec.target_on == "train":
+            return len(st.recent) == st.recent.maxlen and sum(st.recent) / len(st.recent) >= target
+        return evaluation is not None and evaluation["mean_return"] >= target
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -178,6 +210,8 @@ class Trainer:
         try:
             return self._train()
         finally:
+            if self._interrupt is not None:
+                self._interrupt.uninstall()
             if self.spec.backend == "ray":  # stop the workers (and a Ray this run started)
                 self.algo.env.close()
 
@@ -192,6 +226,10 @@ class Trainer:
             print(where, file=sys.stderr)
         if self.spec.env_spec.note and self.resume_step is None:
             logger.log_text(self.spec.env_spec.note)
+        from renshu.runner.milestones import Milestones
+
+        resumed = None if self.resume_step is None else self.fraction_done(st.wall_seconds)
+        milestones = Milestones(self.run_dir, self.spec, self.algo, resumed, logger.log_text)
         total = self.spec.total_steps()
         start = time.perf_counter() - st.wall_seconds
         bar = None
@@ -203,8 +241,11 @@ class Trainer:
                 dynamic_ncols=True, desc=f"{self.spec.algo} {self.spec.env}",
             )  # fmt: skip
         status = "finished"
+        # The first checkpoint right after the first update (a run stopped at any time after
+        # it can resume), then every --checkpoint-seconds.
+        saved = (self.run_dir / LATEST).is_file()
         last_ckpt = time.perf_counter()
-        interrupt = _DeferredInterrupt().install()
+        interrupt = self._interrupt = _DeferredInterrupt().install()
         busy = False  # from the start of an update until its row is logged: not saveable
         try:
             while True:
@@ -220,6 +261,8 @@ class Trainer:
                 metrics = self.algo.learn(batch, progress)
                 self._trained_since_eval += time.perf_counter() - round_start
                 st.updates += 1
+                if self._startup_seconds is None:  # the wait before the first update was done
+                    self._startup_seconds = process_seconds()
                 for note in self.algo.env.pop_notes():
                     logger.log_text(note)
                 episodes = batch.episodes
@@ -231,7 +274,9 @@ class Trainer:
                 metrics["charts/steps_per_second"] = steps / max(wall, 1e-9)
                 if st.recent:
                     metrics["charts/return_recent_mean"] = sum(st.recent) / len(st.recent)
-                if self.eval_due(before, steps, progress, self.fraction_done(wall)):
+                milestones.reached(self.fraction_done(wall))
+                train_hit = self.spec.target_on == "train" and self.target_met(None)
+                if self.eval_due(before, steps, progress, self.fraction_done(wall)) or train_hit:
                     eval_start = time.perf_counter()
                     ev = self.run_eval()
                     self._last_eval_seconds = time.perf_counter() - eval_start
@@ -241,13 +286,13 @@ class Trainer:
                     metrics["eval/std_return"] = ev["std_return"]
                     if "mean_score" in ev:
                         metrics["eval/mean_score"] = ev["mean_score"]
-                    target = self.spec.target_return
-                    if target is not None and ev["mean_return"] >= target and not st.target_reached:
+                    milestones.evaluated(self.fraction_done(wall), ev)
+                    if train_hit or self.target_met(ev):
                         st.target_reached = {"env_steps": steps, "wall_seconds": wall}
                         status, stop_now = "target_reached", True
-                        logger.log_text(
-                            f"target return {target} reached at {steps} steps, {wall:.1f} s"
-                        )
+                        on = self.spec.target_on
+                        logger.log_text(f"target return {self.spec.target_return} reached ({on}) "
+                                        f"at {steps} steps, {wall:.1f} s")  # fmt: skip
                     if self.on_eval is not None and self.on_eval(steps, ev) and not stop_now:
                         status, stop_now = "stopped", True
                         logger.log_text(f"stopped by the evaluation callback at {steps} steps")
@@ -269,17 +314,23 @@ class Trainer:
                     bar.set_postfix(post, refresh=False)
                 if stop_now:  # (a resumed run that had reached its target goes on to its budget)
                     break
-                if time.perf_counter() - last_ckpt >= self.spec.checkpoint_seconds:
+                if not saved or time.perf_counter() - last_ckpt >= self.spec.checkpoint_seconds:
                     self.save(wall)
-                    last_ckpt = time.perf_counter()
+                    saved, last_ckpt = True, time.perf_counter()
                 if interrupt.requested or (
                     self.stop_after_updates is not None and st.updates >= self.stop_after_updates
                 ):
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             status = "interrupted"
+        except BaseException as e:  # e.g. a checkpoint or log that could not be written
+            try:
+                logger.log_text(f"stopped: {e}")
+                logger.close()
+            except OSError:
+                pass
+            raise
         finally:
-            interrupt.uninstall()
             if bar is not None:
                 bar.close()
         wall = time.perf_counter() - start
@@ -287,6 +338,8 @@ class Trainer:
             logger.log_text("stopped inside an update; the previous checkpoint is kept")
         else:
             self.save(wall)
+            if status in ("finished", "target_reached", "stopped"):
+                milestones.finish(self.fraction_done(wall))  # the final agent is the last
         logger.log_text(f"{status} at {self.algo.env_steps} env steps, {wall:.1f} s")
         logger.close()
         summary = {
@@ -296,12 +349,15 @@ class Trainer:
             "steps_per_second": self.algo.env_steps / max(wall, 1e-9),
             "updates": st.updates,
             "device": describe_device(self.device),
+            "startup_seconds": self._startup_seconds,
             "target_return": self.spec.target_return,
             "target_reached_steps": (st.target_reached or {}).get("env_steps"),
             "target_reached_seconds": (st.target_reached or {}).get("wall_seconds"),
             "last_eval": st.last_eval,
+            "signal": interrupt.signal_name if status == "interrupted" else None,
         }
         write_json(self.run_dir / SUMMARY_FILE, summary)
+        interrupt.uninstall()  # saved: a signal from here on stops the plots and the GIF at once
         if status == "nonfinite_loss":
             raise NonFiniteLossError(
                 f"the loss or its gradient became NaN or inf at {self.algo.env_steps} env steps, "
@@ -327,6 +383,13 @@ class Trainer:
                 record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
             except ImportError as e:  # a Gymnasium env whose renderer needs an extra package
                 print(f"episode.gif skipped: {e}", file=sys.stderr)
+            from renshu.runner.milestones import list_milestones, write_timelapse
+
+            if len(list_milestones(self.run_dir)) > 1:  # the milestones side by side
+                try:
+                    write_timelapse(self.run_dir)
+                except ImportError as e:
+                    print(f"timelapse.gif skipped: {e}", file=sys.stderr)
 
 
 def start_run(
@@ -349,5 +412,6 @@ def start_run(
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(spec)
     replace = check_run_dir(run_dir, overwrite)
     trainer = Trainer(run_dir, spec, algo_values, progress, stop_after_updates, on_eval, on_summary)
-    prepare_run_dir(run_dir, replace, spec, trainer.config)
-    return run_dir, trainer.train()
+    with RunLock(run_dir):  # one writer: refused while another process trains this run
+        prepare_run_dir(run_dir, replace, spec, trainer.config)
+        return run_dir, trainer.train()

@@ -23,7 +23,7 @@ from renshu import algos
 from renshu.config import coerce, to_dict
 from renshu.envs.base import check_seed
 from renshu.envs.specs import EnvSpec, resolve
-from renshu.fileio import atomic_open
+from renshu.fileio import LOCK_FILE, atomic_open
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -47,6 +47,12 @@ class RunSpec:
     """auto, cpu or cuda[:N] (auto: CUDA when present)"""
     target_return: float | None = None
     """stop when the periodic evaluation's mean return reaches this"""
+    target_on: str = "eval"
+    """what --target-return watches: eval (the periodic evaluation's mean) or train (the
+    running mean of the last 100 training episodes)"""
+    milestones: int = 5
+    """weight-only snapshots kept over the budget (checkpoints/step-N.pt, the first before
+    training) for the timelapse and --checkpoint step-N; 0 keeps none"""
     eval_every: int | None = None
     """env steps between evaluations (default: a tenth of the budget)"""
     eval_episodes: int | None = None
@@ -70,6 +76,9 @@ class RunSpec:
     encoder_prompt: str | None = None
     """hf-vlm: the question asked with every frame"""
     encoder_options: dict[str, Any] = field(default_factory=dict)
+    network: str | None = None
+    """import path module:function of a custom torso, network(in_features) -> nn.Module (dqn,
+    ppo, a2c; see renshu.api.train)"""
 
     @property
     def env_spec(self) -> EnvSpec:
@@ -103,6 +112,16 @@ class RunSpec:
             raise ValueError(f"--target-return must be a finite number, got {self.target_return}")
         if self.backend not in ("local", "ray"):
             raise ValueError(f"--backend must be local or ray, got {self.backend!r}")
+        if self.target_on not in ("eval", "train"):
+            raise ValueError(f"--target-on must be eval or train, got {self.target_on!r}")
+        if self.milestones < 0:
+            raise ValueError(f"--milestones must be >= 0, got {self.milestones}")
+        if self.network is not None:
+            from renshu.core.nets import check_network_path
+
+            check_network_path(self.network, self.algo)
+            if self.backend != "local":
+                raise ValueError("--network (a custom torso) runs with --backend local")
         self.validate_encoder()
 
     def validate_encoder(self) -> None:
@@ -194,8 +213,17 @@ def build(spec: RunSpec, values: dict[str, Any], device=None):
     env = make_env(
         spec.env, num_envs=config.num_envs, device=device, seed=spec.seed, **spec.env_options
     )
-    algo = cls(env, config, seed=spec.seed, encoder=make_run_encoder(spec))
+    algo = cls(env, config, seed=spec.seed, encoder=make_run_encoder(spec), **network_kwargs(spec))
     return algo, algo.collect, config
+
+
+def network_kwargs(spec: RunSpec) -> dict[str, Any]:
+    """``{"network": factory}`` for a run with a custom torso (``spec.network``), else {}."""
+    if spec.network is None:
+        return {}
+    from renshu.core.nets import resolve_network
+
+    return {"network": resolve_network(spec.network)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +241,7 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> bool:
     directory without ``overwrite``, and any that is not a renshu run directory."""
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run directory {run_dir} exists and is not a directory")
-    replace = run_dir.exists() and any(run_dir.iterdir())
+    replace = run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
     if replace:
         if not overwrite:
             raise FileExistsError(
@@ -229,11 +257,23 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> bool:
 
 
 def prepare_run_dir(run_dir: Path, replace: bool, spec: RunSpec, config: Any) -> None:
-    """Replace the old run (only now that the new one proved buildable) and write config.json."""
+    """Replace the old run (only now that the new one proved buildable) and write config.json.
+    The run's lock file stays (the caller holds it: a new file would be a second lock)."""
     if replace:
-        shutil.rmtree(run_dir)
+        clear_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG_FILE, config_record(spec, config))
+
+
+def clear_run_dir(run_dir: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove everything in ``run_dir`` but its lock file and the names in ``keep``."""
+    for entry in run_dir.iterdir():
+        if entry.name == LOCK_FILE or entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def process_seconds() -> float | None:
