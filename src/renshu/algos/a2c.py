@@ -87,14 +87,15 @@ class A2C(Algorithm):
     takes_encoder = False
 
     def __init__(
-        self, env, config: A2CConfig, seed: int = 0, *, encoder=None, learner: bool = True
-    ):
+        self, env, config: A2CConfig, seed: int = 0, *, encoder=None, learner: bool = True,
+        network=None,
+    ):  # fmt: skip
         if encoder is not None:
             raise ValueError("A2C takes no encoder features; --encoder works with dqn and ppo")
         self.env = env
         self.config = config
         self.device = env.device
-        self.generator, self.policy = build_actor_critic(env, config, seed)
+        self.generator, self.policy = build_actor_critic(env, config, seed, network=network)
         params = self.params = list(self.policy.parameters())
         if config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(

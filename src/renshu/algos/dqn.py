@@ -135,14 +135,15 @@ class DQNConfig:
 class QNetwork(nn.Module):
     """Q-values ``[B, A]`` from a torso chosen by the observation space; optionally dueling.
 
-    ``feature_dim > 0``: the torso also takes encoder features of that size (``features``)."""
+    ``feature_dim > 0``: the torso also takes encoder features of that size (``features``).
+    ``network``: a user's torso factory (:class:`~renshu.core.nets.CustomTorso`)."""
 
     def __init__(
         self, observation_space, num_actions: int, hidden, activation, dueling: bool,
-        feature_dim: int = 0,
+        feature_dim: int = 0, network=None,
     ):  # fmt: skip
         super().__init__()
-        self.torso = make_torso(observation_space, tuple(hidden), activation, feature_dim)
+        self.torso = make_torso(observation_space, tuple(hidden), activation, feature_dim, network)
         self.feature_dim = feature_dim
         self.dueling = dueling
         if dueling:
@@ -232,9 +233,11 @@ class DQN(Algorithm):
         *,
         encoder: Encoder | None = None,
         learner: bool = True,
+        network=None,
     ):
         """``learner=False`` builds a copy that only collects (a Ray worker): no replay buffer,
-        target network or optimizer."""
+        target network or optimizer. ``network``: a torso factory ``network(in_features) ->
+        nn.Module`` under the Q-head (:class:`~renshu.core.nets.CustomTorso`)."""
         self.env = env
         self.config = config
         self.device = env.device
@@ -245,7 +248,7 @@ class DQN(Algorithm):
         torch.manual_seed(seed)  # network initialisation
         self.q = QNetwork(
             env.observation_space, env.num_actions, cfg.hidden, cfg.activation, cfg.dueling,
-            feature_dim,
+            feature_dim, network,
         ).to(self.device)  # fmt: skip
         self.q.bf16 = use_bf16_autocast(cfg.bf16, self.device, self.q.torso)
         self.learner = learner

@@ -130,13 +130,16 @@ class PPO(Algorithm):
         *,
         encoder: Encoder | None = None,
         learner: bool = True,
+        network=None,
     ):
+        """``network``: a torso factory ``network(in_features) -> nn.Module`` for the actor and
+        the critic (:class:`~renshu.core.nets.CustomTorso`; None: renshu's from ``hidden``)."""
         self.env = env
         self.config = config
         self.device = env.device
         self.encoder = encoder
         feature_dim = 0 if encoder is None else encoder.out_dim
-        self.generator, self.policy = build_actor_critic(env, config, seed, feature_dim)
+        self.generator, self.policy = build_actor_critic(env, config, seed, feature_dim, network)
         if isinstance(self.policy, ActorCritic):  # (the stacked twin runs float32 only)
             self.policy.bf16 = use_bf16_autocast(config.bf16, self.device, self.policy.actor_torso)
         self.params = list(self.policy.parameters())

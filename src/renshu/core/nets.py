@@ -135,6 +135,118 @@ class FeatureTorso(nn.Module):
         return self.body(x)
 
 
+# ---------------------------------------------------------------------------------------------
+# A user's own torso: ``network(in_features) -> nn.Module`` (renshu.train(..., network=...)).
+
+NETWORK_ALGOS = ("a2c", "dqn", "ppo")  # the algorithms whose torso can be replaced
+_LIVE_NETWORKS: dict[str, object] = {}  # import path -> the callable given in this process
+
+
+class CustomTorso(nn.Module):
+    """A user's torso: flattened float observations ``[B, in_features]`` -> features ``[B, F]``.
+
+    ``body = network(in_features)`` is any ``nn.Module``; ``F`` is its ``out_dim`` attribute
+    when it has one, else the width of its output on two zero observations. The algorithm adds
+    its heads (policy logits and value, or Q-values) on top.
+
+    Train and eval mode follow the pass, not the caller: a pass that records gradients
+    (learning) runs ``body`` in train mode, any other (acting, targets, evaluation, recording,
+    all under ``torch.no_grad``) in eval mode. So BatchNorm learns its statistics from the
+    learning minibatches and acts with its running averages, also on a batch of one, and
+    Dropout is off while acting.
+    """
+
+    def __init__(self, body: nn.Module, in_features: int):
+        super().__init__()
+        if not isinstance(body, nn.Module):
+            raise TypeError(
+                f"network(in_features) must return a torch.nn.Module, got {type(body).__name__}"
+            )
+        self.body = body
+        self.in_features = in_features
+        out_dim = getattr(body, "out_dim", None)
+        if out_dim is None:
+            was = body.training
+            body.eval()
+            with torch.no_grad():
+                out = body(torch.zeros(2, in_features))
+            body.train(was)
+            if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(
+                    f"network({in_features}) must map [B, {in_features}] observations to "
+                    f"[B, features]; it returned {shape} for B=2"
+                )
+            out_dim = out.shape[1]
+        self.out_dim = int(out_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        learning = torch.is_grad_enabled()
+        if self.body.training != learning:
+            self.body.train(learning)
+        return self.body(obs.reshape(obs.shape[0], -1).float())
+
+
+def network_path(network) -> str:
+    """The import path ``module:qualname`` recorded for a torso factory (a callable or a path);
+    a callable is also remembered in this process, so a function defined in a notebook or a
+    closure works for the rest of the session even though no other process can import it."""
+    if isinstance(network, str):
+        return network
+    if not callable(network):
+        raise TypeError(f"network must be a callable network(in_features) -> nn.Module or an "
+                        f"import path 'module:function', got {type(network).__name__}")  # fmt: skip
+    module = getattr(network, "__module__", None) or "__main__"
+    name = getattr(network, "__qualname__", None) or type(network).__qualname__
+    path = f"{module}:{name}"
+    _LIVE_NETWORKS[path] = network
+    return path
+
+
+def check_network_path(path: str, algo: str) -> None:
+    """A ValueError unless ``path`` looks like ``module:function`` and ``algo`` takes it."""
+    if algo not in NETWORK_ALGOS:
+        raise ValueError(
+            f"--network (a custom torso) works with {', '.join(NETWORK_ALGOS)}, not {algo}"
+        )
+    module, _, name = str(path).partition(":")
+    if not module or not name:
+        raise ValueError(f"--network takes an import path module:function, got {path!r}")
+
+
+def resolve_network(path: str):
+    """The torso factory at ``path``: the callable given in this process, else imported."""
+    if path in _LIVE_NETWORKS:
+        return _LIVE_NETWORKS[path]
+    import importlib
+
+    module, _, name = path.partition(":")
+    fix = (
+        "; it was defined in a notebook or a script, or inside a function: pass it again "
+        "with renshu.load_run(RUN, network=FUNCTION), or move it into an importable module"
+    )
+    if "<" in name:
+        raise ValueError(f"this run's network {path} cannot be imported{fix}")
+    try:
+        value = importlib.import_module(module)
+        for part in name.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"this run's network {path} cannot be imported ({e}){fix}") from None
+    if not callable(value):
+        raise ValueError(f"--network {path} is not callable")
+    return value
+
+
+def custom_torso(network, space: gym.Space) -> CustomTorso:
+    """``network(in_features)`` wrapped for observations of ``space`` (flattened to floats)."""
+    shape = getattr(space, "shape", None)
+    if not shape:
+        raise ValueError(f"a custom network needs a Box observation space, got {space}")
+    in_features = int(np.prod(shape))
+    return CustomTorso(network(in_features), in_features)
+
+
 def adam(params, lr: float, eps: float = 1e-5) -> torch.optim.Adam:
     """Adam with the fused kernel: one op per step for all parameters, on CPU and CUDA."""
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
@@ -188,14 +300,19 @@ def make_torso(
     hidden: tuple[int, ...] = (64, 64),
     activation: str = "tanh",
     feature_dim: int = 0,
+    network=None,
 ) -> nn.Module:
     """Pick a torso for one env's observation space (the module has ``out_dim``).
 
     ``feature_dim > 0``: the torso is wrapped in a :class:`FeatureTorso` that also takes encoder
-    features of that size (call it as ``torso(obs, features)``).
+    features of that size (call it as ``torso(obs, features)``). ``network``: a user's torso
+    factory ``network(in_features) -> nn.Module`` (:class:`CustomTorso`) instead of renshu's.
     """
     if feature_dim:
-        return FeatureTorso(make_torso(space, hidden, activation), feature_dim, hidden, activation)
+        inner = make_torso(space, hidden, activation, network=network)
+        return FeatureTorso(inner, feature_dim, hidden, activation)
+    if network is not None:
+        return custom_torso(network, space)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if not isinstance(space, gym.spaces.Box):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import torch
 from torch import nn
@@ -46,6 +48,8 @@ class ActorCritic(nn.Module):
 
     ``feature_dim > 0``: each torso also takes encoder features of that size next to the
     observation (:class:`~renshu.core.nets.FeatureTorso`); pass them as ``features``.
+    ``network``: a user's torso factory (:class:`~renshu.core.nets.CustomTorso`), called once
+    per torso.
     """
 
     def __init__(
@@ -56,14 +60,13 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         shared_torso: bool = False,
         feature_dim: int = 0,
+        network=None,
     ):
         super().__init__()
-        self.actor_torso = make_torso(observation_space, hidden, activation, feature_dim)
-        self.critic_torso = (
-            self.actor_torso
-            if shared_torso
-            else make_torso(observation_space, hidden, activation, feature_dim)
-        )
+        torso = functools.partial(make_torso, observation_space, hidden, activation, feature_dim,
+                                  network=network)  # fmt: skip
+        self.actor_torso = torso()
+        self.critic_torso = self.actor_torso if shared_torso else torso()
         self.shared = shared_torso
         self.feature_dim = feature_dim
         self.actor_head = layer_init(nn.Linear(self.actor_torso.out_dim, num_actions), gain=0.01)
@@ -111,7 +114,7 @@ class ActorCritic(nn.Module):
 
 
 def build_actor_critic(
-    env, config, seed: int, feature_dim: int = 0
+    env, config, seed: int, feature_dim: int = 0, network=None
 ) -> tuple[torch.Generator, ActorCritic]:
     """The sampling generator and the network of an on-policy algorithm, both from ``seed``.
 
@@ -124,7 +127,7 @@ def build_actor_critic(
     torch.manual_seed(seed)  # network initialisation
     policy = ActorCritic(
         env.observation_space, env.num_actions, config.hidden, config.activation,
-        config.shared_torso, feature_dim,
+        config.shared_torso, feature_dim, network,
     )  # fmt: skip
     if not (config.shared_torso or feature_dim) and isinstance(policy.actor_torso, MLPTorso):
         policy = TwinMLPActorCritic(policy)  # the same network, stacked (core/twin_mlp.py)

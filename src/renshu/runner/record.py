@@ -197,13 +197,13 @@ def untrained_agent(spec, device="cpu"):
     replay memory or optimizer)."""
     from renshu import algos
     from renshu.envs.registry import make_env
-    from renshu.runner.run import algo_config
+    from renshu.runner.run import algo_config, network_kwargs
 
     cls = algos.get_algorithm(spec.algo)
     config = algo_config(spec, {})
     env = make_env(spec.env, num_envs=config.num_envs, device=device, seed=spec.seed,
                    **spec.env_options)  # fmt: skip
-    return cls(env, config, seed=spec.seed, learner=False)
+    return cls(env, config, seed=spec.seed, learner=False, **network_kwargs(spec))
 
 
 def random_policy(seed: int) -> tuple[ActFn, ValuesFn]:
