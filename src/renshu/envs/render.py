@@ -325,18 +325,37 @@ def overlay_panel(
     is drawn once per distinct string and pasted (an animation repeats most of its labels).
     """
     image = _as_frame(frame)
+    h, w = image.shape[:2]
+    panel = info_panel(lines, bars, width, min_height=h)
+    height = panel.shape[0]
+    out = np.empty((height, w + width, 3), dtype=np.uint8)
+    if height > h:
+        out[h:, :w] = _solid(height - h, w, _PAGE)
+    out[:h, :w] = image
+    out[:, w:] = panel[:, :width]
+    return _pad_even(out, _PAGE)
+
+
+def info_panel(
+    lines: list[str],
+    bars: dict[str, float] | None = None,
+    width: int = 200,
+    min_height: int = 0,
+    size: int = 14,
+) -> np.ndarray:
+    """The panel :func:`overlay_panel` draws beside a frame, on its own: ``lines`` of text and
+    labelled ``bars``, ``width`` pixels wide, at least ``min_height`` high (and as high as its
+    content needs), text ``size`` pixels; height and width are even."""
     if not isinstance(width, int) or isinstance(width, bool) or width < 40:
         raise ValueError(f"width must be an int >= 40 (panel pixels), got {width!r}")
     lines = [str(line) for line in lines]
     bars = {str(k): float(v) for k, v in (bars or {}).items()}
 
-    size = 14
     _, top, _, bottom = _stamp("Ag|", size)[1:]
     line_h = (bottom - top) + 6
     pad = 8
     content_h = pad + line_h * len(lines) + (pad if lines and bars else 0) + line_h * len(bars)
-    h, w = image.shape[:2]
-    height = max(h, content_h + pad)
+    height = max(min_height, content_h + pad)
 
     panel = _solid(height, width, _PAGE).copy()
     y = pad
@@ -370,10 +389,4 @@ def overlay_panel(
             value_x = width - pad - _stamp(text, size)[3]
             _paste_text(panel, (value_x, y - top), text, size, _DARK_TEXT)
             y += line_h
-
-    out = np.empty((height, w + width, 3), dtype=np.uint8)
-    if height > h:
-        out[h:, :w] = _solid(height - h, w, _PAGE)
-    out[:h, :w] = image
-    out[:, w:] = panel
-    return _pad_even(out, _PAGE)
+    return _pad_even(panel, _PAGE)

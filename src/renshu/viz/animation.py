@@ -106,7 +106,8 @@ def _import_mp4_writer():
     except ImportError as e:
         raise ImportError(
             "writing .mp4 animations needs imageio and imageio-ffmpeg: "
-            "pip install imageio imageio-ffmpeg (or save a .gif, which needs only Pillow)"
+            'pip install "renshu[viz]" (that is, pip install imageio imageio-ffmpeg), or save '
+            "a .gif, which needs only Pillow"
         ) from e
     return imageio
 

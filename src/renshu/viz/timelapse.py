@@ -1,0 +1,91 @@
+"""Drawing a timelapse: several agents' episodes side by side, one panel each.
+
+A panel is a title strip (e.g. ``step 40,960 (50%)``), the env's picture scaled to the panel's
+width, and under it the text lines and labelled bars of
+:func:`~renshu.envs.render.info_panel` (score, action, action probabilities or Q-values).
+:func:`timelapse_frames` lays the panels out in a row for every shown step; an episode that
+ended earlier holds its last panel. Pictures are drawn only when shown, and a held panel is
+drawn once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from renshu.envs.render import info_panel, with_header
+
+# (picture(header) -> RGB uint8 [H, W, 3], text lines, bars {label: value} or None)
+PanelSpec = tuple[Callable[[str | None], np.ndarray], list[str], dict[str, float] | None]
+
+GAP = 8  # pixels between panels
+
+
+def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` scaled (keeping its aspect) to ``width`` pixels when it is wider."""
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    height = max(2, round(h * width / w))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def draw_panel(spec: PanelSpec, title: str, width: int) -> np.ndarray:
+    """One panel: ``title`` above the picture (scaled to ``width``), the info panel below."""
+    picture, lines, bars = spec
+    image = _fit_width(np.asarray(picture(None), dtype=np.uint8)[..., :3], width)
+    image = with_header(image, title)
+    below = info_panel(lines, bars, width=max(width, 40))
+    background = below[0, 0]
+    w = max(image.shape[1], below.shape[1])
+    out = np.empty((image.shape[0] + below.shape[0], w, 3), dtype=np.uint8)
+    out[:] = background
+    x = (w - image.shape[1]) // 2
+    out[: image.shape[0], x : x + image.shape[1]] = image
+    out[image.shape[0] :, : below.shape[1]] = below
+    return out
+
+
+def side_by_side(panels: Sequence[np.ndarray], gap: int = GAP) -> np.ndarray:
+    """Panels in a row, top-aligned, ``gap`` pixels apart, on the first panel's background."""
+    height = max(p.shape[0] for p in panels)
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    width += width % 2
+    height += height % 2
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    out[:] = panels[0][-1, -1]
+    x = 0
+    for p in panels:
+        out[: p.shape[0], x : x + p.shape[1]] = p
+        x += p.shape[1] + gap
+    return out
+
+
+def timelapse_frames(
+    columns: Sequence[Sequence[PanelSpec]],
+    titles: Sequence[str],
+    shown: int,
+    panel_width: int = 220,
+) -> list[np.ndarray]:
+    """``shown + 1`` frames of the panels in a row: frame ``j`` shows entry ``j`` of every
+    column, or its last entry once the column has no more (an episode that ended)."""
+    if not columns:
+        raise ValueError("a timelapse needs at least one panel")
+    if len(titles) != len(columns):
+        raise ValueError(f"{len(titles)} titles for {len(columns)} panels")
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def panel(c: int, j: int) -> np.ndarray:
+        j = min(j, len(columns[c]) - 1)
+        if (c, j) not in cache:
+            cache[(c, j)] = draw_panel(columns[c][j], titles[c], panel_width)
+        return cache[(c, j)]
+
+    frames = []
+    for j in range(shown + 1):
+        frames.append(side_by_side([panel(c, j) for c in range(len(columns))]))
+        for key in [k for k in cache if k[1] < j and k[1] < len(columns[k[0]]) - 1]:
+            del cache[key]  # only the held last panels are needed again
+    return frames
