@@ -8,6 +8,10 @@ On a terminal the keys are read one at a time without waiting for Enter (cbreak 
 no line buffering, Ctrl-C still works), and the terminal's settings are restored on the way out.
 When the input is not a terminal (a pipe, a file, an ``io.StringIO`` in tests) characters are
 read from the stream one by one, so ``echo ddddwq | renshu play`` replays a game.
+
+With a ``hint`` (``renshu play 2048 --hint RUN``: :func:`renshu.runner.hint.hint_from_run`),
+the move a trained agent would play and its value of each of the four moves are shown under the
+board before every move.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _ARROW_KEYS = {"A": UP, "B": DOWN, "C": RIGHT, "D": LEFT}
 _CTRL_C, _CTRL_D = "\x03", "\x04"
 
 _HELP = "arrow keys or w/a/s/d move, q quits"
+_MOVE_NAMES = ("left", "right", "up", "down")
 _CLEAR = "\x1b[H\x1b[2J"
 _HIDE_CURSOR, _SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 
@@ -76,18 +81,34 @@ def _is_tty(stream: object) -> bool:
         return False
 
 
+def _number(v: float) -> str:
+    return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.3f}"
+
+
+def hint_lines(hint) -> list[str]:
+    """The two lines a hint (``action``, ``label``, ``values`` per move, None where the move
+    changes nothing) takes under the board."""
+    cells = [
+        f"{name} {'-' if v is None else _number(v)}{'*' if a == hint.action else ''}"
+        for a, (name, v) in enumerate(zip(_MOVE_NAMES, hint.values))
+    ]
+    return [f"hint: {_MOVE_NAMES[hint.action]}   ({hint.label})", "  " + "   ".join(cells)]
+
+
 def play_2048(
     seed: int | None = None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     invalid_move: str = "mask",
+    hint: Callable | None = None,
 ) -> int:
     """Play one game of 2048 in the terminal; returns the final score.
 
     ``seed`` fixes the tiles that appear (None: a fresh random game). ``stdin``/``stdout``
     default to the process's; ``invalid_move`` is passed to :class:`Game2048` (a move that
     changes nothing never spawns a tile either way; you are told so and may try another).
-    The game ends at game over, on q, or when the input ends.
+    The game ends at game over, on q, or when the input ends. ``hint(state)`` (the one-board
+    state of the game) returns the advice shown under the board (see :func:`hint_lines`).
     """
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
@@ -107,6 +128,8 @@ def play_2048(
         ]
         if message:
             lines.append(message)
+        if hint is not None and not message.startswith("GAME OVER"):
+            lines.extend(hint_lines(hint(env.state)))
         text = "\n".join(lines) + "\n"
         stdout.write((_CLEAR + text) if color else (text + "\n"))
         stdout.flush()

@@ -62,9 +62,12 @@ class Algorithm(Protocol):
     """its frozen config dataclass"""
     takes_encoder: ClassVar[bool]
     """whether it takes a frozen encoder's features (``encoder=`` argument)"""
+    value_based: ClassVar[bool] = False
+    """whether it acts greedily on learned values (DQN, n-tuple), so that evaluation may add
+    the env's ``eval.epsilon`` of random actions; policy-gradient agents say False"""
     searches: ClassVar[tuple[str, ...]] = ()
-    """play-time searches ``search_actions(obs, mask, depth, cutoff)`` offers (``renshu eval
-    --search``); () for none"""
+    """play-time searches ``search_values(obs, mask, depth, cutoff)`` offers (``renshu eval
+    --search``, :mod:`renshu.runner.search`); () for none"""
 
     env: TensorEnv
     config: Any
@@ -92,6 +95,17 @@ class Algorithm(Protocol):
     ) -> tuple[str, torch.Tensor]:
         """What an animation shows next to each action: ``(label, values [B, A])``."""
         ...
+
+    def search_values(
+        self,
+        obs: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        depth: int = 2,
+        cutoff: float = 0.0,
+    ) -> torch.Tensor:
+        """Each action's value under play-time search ``[B, A]`` (``-inf`` where illegal), for
+        an algorithm whose ``searches`` is not empty (``renshu eval --search``)."""
+        raise NotImplementedError(f"{self.name} has no play-time search")
 
     def acting_state(self) -> dict[str, Any]:
         """What a copy of this algorithm needs to collect as this one would (the weights it

@@ -30,6 +30,7 @@ the CPU (tested). Play is greedy (the env is random enough); ``search_actions`` 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,7 @@ class NTuple(Algorithm):
     name = "ntuple"
     config_class = NTupleConfig
     takes_encoder = False
+    value_based = True
     searches = ("expectimax",)
     """play-time searches ``search_actions`` offers (``renshu eval --search``)"""
 
@@ -168,7 +170,8 @@ class NTuple(Algorithm):
             self.layout, self.device, init, counts=config.collision_cap is not None
         )
         self.cap = 1.0 if config.collision_cap is None else float(config.collision_cap)
-        print(f"ntuple: {config.tuples}: {self.layout.describe()}", flush=True)
+        # (on stderr: `renshu eval --json` prints only its JSON on stdout)
+        print(f"ntuple: {config.tuples}: {self.layout.describe()}", file=sys.stderr, flush=True)
         self.backend = nt.make_backend(self.layout, self.device, config.kernel, self.stage_exp)
         self.env_steps = 0
         # CPU: learn from the rows that have an update (a host sync, free here); elsewhere:

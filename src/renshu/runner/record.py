@@ -173,11 +173,25 @@ def record(
 
 
 def record_episode(
-    algo, spec, out: str | Path, seed: int | None = None, title: str | None = None, **kwargs
+    algo,
+    spec,
+    out: str | Path,
+    seed: int | None = None,
+    title: str | None = None,
+    search=None,
+    **kwargs,
 ) -> dict:
     """Record an algorithm's greedy actions on its run's environment (``title`` defaults to
-    "<algo> (greedy)")."""
+    "<algo> (greedy)"), or with ``search`` (:class:`~renshu.runner.search.Search`) its searched
+    moves and values."""
     device = algo.device
+    if search is not None:  # the moves and values of a play-time search
+        from renshu.runner.search import search_policy
+
+        act, values = search_policy(algo, search)
+        title = f"{spec.algo} ({search.label})" if title is None else title
+        seed = spec.seed + 7 if seed is None else seed
+        return record(spec, act, values, out, seed=seed, title=title, **kwargs)
 
     def act(obs, mask):
         return algo.act(obs.to(device), mask.to(device), deterministic=True).cpu()
