@@ -360,6 +360,27 @@ def test_numba_and_torch_paths_are_bit_identical(cap, stage_tile):
     assert torch.equal(lut_t, lut_n)
 
 
+@needs_numba
+def test_small_batches_run_on_one_thread_with_the_same_results():
+    """Below SERIAL_BELOW boards' moves the kernels run on one thread (a parallel launch costs
+    more than the work); a board's values do not depend on the batch it is in."""
+    import numba
+
+    lay = nt.layout(CUSTOM)
+    lut = integer_table(lay, seed=2) / 64
+    bk = backend(lay, "numba")
+    boards = played_boards(64, 8, seed=4)  # 512 boards
+    torch.set_num_threads(2)
+    many = min(2, numba.config.NUMBA_NUM_THREADS)
+    q_all = bk.q(lut, boards)[0]
+    assert numba.get_num_threads() == many
+    q_few = bk.q(lut, boards[:8])[0]
+    assert numba.get_num_threads() == 1
+    assert torch.equal(q_few, q_all[:8])
+    assert torch.equal(bk.expectimax2(lut, boards[:3]), bk.expectimax2(lut, boards[:16])[:3])
+    assert numba.get_num_threads() == many  # 16 boards x 64 moves: parallel
+
+
 @pytest.mark.parametrize("cap", [1, 4, None])
 def test_sync_free_learning_equals_the_compact_path(cap):
     # The accelerator path (every row, weighted 0 or 1) learns what the CPU path (only the rows

@@ -754,6 +754,10 @@ if _nb is not None:
                         counts[idx[8 * j + s, i]] = 0
 
 
+SERIAL_BELOW = 256
+"""boards' moves below which the compiled kernels run on one thread"""
+
+
 def _u64(x: torch.Tensor) -> np.ndarray:
     return x.contiguous().numpy().view(np.uint64)
 
@@ -766,11 +770,15 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
     entries = lay.entries
     lookups = lay.num_lookups
 
-    def threads():
-        _nb.set_num_threads(max(1, min(torch.get_num_threads(), _nb.config.NUMBA_NUM_THREADS)))
+    def threads(work: int):
+        """As many threads as torch uses, but one for a small batch (``work`` in boards' moves):
+        a parallel launch costs 10-50 us on a quiet machine and milliseconds on a busy one,
+        more than a few hundred boards' moves (the results are the same on any count)."""
+        many = max(1, min(torch.get_num_threads(), _nb.config.NUMBA_NUM_THREADS))
+        _nb.set_num_threads(1 if work < SERIAL_BELOW else many)
 
     def q(lut, b):
-        threads()
+        threads(b.shape[0])
         m = b.shape[0]
         out_q = torch.empty((m, 4), dtype=torch.float32)
         after = torch.empty((m, 4), dtype=torch.int64)
@@ -783,7 +791,7 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         return out_q, after, rew, val
 
     def best(lut, b):
-        threads()
+        threads(b.shape[0])
         m = b.shape[0]
         act = torch.empty(m, dtype=torch.int64)
         after = torch.empty(m, dtype=torch.int64)
@@ -796,7 +804,7 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         return act, after, rew, val
 
     def expectimax2(lut, b):
-        threads()
+        threads(64 * b.shape[0])  # about 16 children x 4 moves per board
         out = torch.empty((b.shape[0], 4), dtype=torch.float32)
         _nb_expectimax2(
             _u64(b), lut.numpy(), starts, seg, offsets, stage_exp, entries, move, out.numpy()
@@ -804,7 +812,7 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         return out
 
     def value(lut, b):
-        threads()
+        threads(b.numel() // 4)
         flat = b.reshape(-1)
         out = torch.empty(flat.shape, dtype=torch.float32)
         _nb_values(_u64(flat), lut.numpy(), starts, seg, offsets, stage_exp, entries, out.numpy())
@@ -813,7 +821,7 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
     none = np.zeros(0, dtype=np.int32)
 
     def update(lut, b, target, rate, counts=None, cap=1.0):
-        threads()
+        threads(b.shape[0])
         n = b.shape[0]
         idx = np.empty((lookups, n), dtype=np.int64)
         delta = torch.empty(n, dtype=torch.float32)
