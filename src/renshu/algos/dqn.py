@@ -405,6 +405,10 @@ class DQN(Algorithm):
                 else:
                     target.lerp_(online, self.config.tau)
 
+            # Buffers (a custom torso's BatchNorm statistics) are copied: the target network
+            # normalises as the online one does.
+            for target, online in zip(self.target.buffers(), self.q.buffers()):
+                target.copy_(online)
     def _learn_ready(self) -> bool:
         cfg = self.config
         return (

@@ -276,36 +276,86 @@ def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str |
 # The timelapse: the milestones side by side, playing the same game.
 
 
-def _play_shots(spec, act, values, seed: int, max_steps: int) -> dict:
-    """One episode of ``act`` on a one-game env of run ``spec`` (seed ``seed``): per step the
-    frame (drawn only if shown), the score before it, the action, and the agent's values."""
-    from renshu.runner.evaluate import make_eval_env, play
+def _episode() -> dict:
+    return {"shots": [], "obs": [], "mask": [], "score": 0.0, "ended": False, "final": None}
 
-    env = make_eval_env(spec, 1, "cpu", render=True)
-    shots: list = []
-    obs_rows, mask_rows = [], []
-    total, ended = [0.0], [False]
 
-    def act_and_watch(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        action = act(obs, mask)
-        shots.append((env.frame(0), total[0], int(action[0])))
-        obs_rows.append(obs)
-        mask_rows.append(mask)
-        return action
+def _play_together(spec, agents: list, seed: int, max_steps: int) -> tuple[list, tuple] | None:
+    """One episode per agent, all in one batched env whose games start from one and the same
+    state (``reset_groups``), each game played by its agent, greedily. Per episode and step:
+    the frame (drawn only if shown), the score before it, the action, and the observation and
+    mask the agent saw. None for an env that cannot start its games from one state."""
+    from renshu.runner.evaluate import make_eval_env
 
-    def on_step(obs, mask, action, reward, info) -> bool:
-        total[0] += float(reward[0])
-        ended[0] = bool(info["done"][0])
-        return ended[0] or len(shots) >= max_steps
-
+    k = len(agents)
+    env = make_eval_env(spec, k, "cpu", render=True)
     try:
-        play(act_and_watch, env, 1, seed, max_steps=max_steps + 1, on_step=on_step)
-        final = env.frame(0, final=ended[0])
-        names = env.action_meanings
+        if env.num_envs != k:
+            return None
+        try:
+            obs, info = env.reset_groups(k, seed=seed)
+        except ValueError:
+            return None
+        episodes = [_episode() for _ in agents]
+        active = list(range(k))
+        with torch.no_grad():
+            for _ in range(max_steps):
+                mask = info["action_mask"]
+                actions = mask.to(torch.int64).argmax(1)  # (a legal one for the games over)
+                for i in active:
+                    row_obs, row_mask = obs[i : i + 1], mask[i : i + 1]
+                    action = int(agents[i].act(row_obs, row_mask, deterministic=True)[0])
+                    actions[i] = action
+                    ep = episodes[i]
+                    ep["shots"].append((env.frame(i), ep["score"], action))
+                    ep["obs"].append(row_obs)
+                    ep["mask"].append(row_mask)
+                obs, reward, _, _, info = env.step(actions)
+                rewards, done = reward.tolist(), info["done"].tolist()
+                for i in list(active):
+                    episodes[i]["score"] += rewards[i]
+                    if done[i]:
+                        episodes[i].update(ended=True, final=env.frame(i, final=True))
+                        active.remove(i)
+                if not active:
+                    break
+        for i in active:
+            episodes[i]["final"] = env.frame(i)
+        return episodes, env.action_meanings
     finally:
         env.close()
-    return {"shots": shots, "obs": obs_rows, "mask": mask_rows, "score": total[0],
-            "ended": ended[0], "final": final, "names": names}  # fmt: skip
+
+
+def _play_apart(spec, agents: list, seed: int, max_steps: int) -> tuple[list, tuple]:
+    """:func:`_play_together` for envs that cannot start games from a given state: one env
+    per agent, each reset with the same seed (the same first state for seeded envs)."""
+    from renshu.runner.evaluate import make_eval_env, play
+
+    episodes = []
+    for agent in agents:
+        env = make_eval_env(spec, 1, "cpu", render=True)
+        ep = _episode()
+
+        def act_and_watch(obs, mask, ep=ep, env=env, agent=agent):
+            action = agent.act(obs, mask, deterministic=True)
+            ep["shots"].append((env.frame(0), ep["score"], int(action[0])))
+            ep["obs"].append(obs)
+            ep["mask"].append(mask)
+            return action
+
+        def on_step(obs, mask, action, reward, info, ep=ep):
+            ep["score"] += float(reward[0])
+            ep["ended"] = bool(info["done"][0])
+            return ep["ended"] or len(ep["shots"]) >= max_steps
+
+        try:
+            play(act_and_watch, env, 1, seed, max_steps=max_steps + 1, on_step=on_step)
+            ep["final"] = env.frame(0, final=ep["ended"])
+            names = env.action_meanings
+        finally:
+            env.close()
+        episodes.append(ep)
+    return episodes, names
 
 
 def write_timelapse(
@@ -315,14 +365,15 @@ def write_timelapse(
     max_frames: int = 60,
     max_steps: int = 2000,
     fps: int = 8,
-    panel_width: int = 220,
+    panel_width: int = 280,
 ) -> dict:
     """Write ``timelapse.gif`` (or ``out``, .gif or .mp4): run ``run_dir``'s milestones side by
     side, each playing the same game from the same start (seed ``seed``, default the run's
     seed + 7, as episode.gif), greedily. Each panel is titled with its env step and shows the
     score, the action and the agent's action probabilities or Q-values below the picture. The
     longest episode is shown in at most ``max_frames`` frames (every k-th step); a game that
-    ended earlier holds its final position. Returns ``{"out", "panels", "frames", "steps",
+    ended earlier holds its final position; pictures wider than ``panel_width`` are scaled
+    down. Returns ``{"out", "panels", "frames", "steps",
     "scores", "seconds"}``.
     """
     from renshu.runner.run import load_run
@@ -340,30 +391,28 @@ def write_timelapse(
         )
     out = Path(out) if out is not None else run_dir / TIMELAPSE_FILE
     seed = spec.seed + 7 if seed is None else seed
-    agent = acting_agent(spec, values)
+    agents = []
+    for _, path in milestones:
+        agent = acting_agent(spec, values)
+        _load_acting(agent, load_checkpoint(path), path)
+        agents.append(agent)
     score = "score" if "score" in spec.env_spec.extras else "return"
     budget = spec.total_steps()
-    panels = []
-    for step, path in milestones:
-        _load_acting(agent, load_checkpoint(path), path)
-        episode = _play_shots(
-            spec, lambda o, m: agent.act(o, m, deterministic=True),
-            agent.action_values, seed, max_steps,
-        )  # fmt: skip
-        title = f"step {step:,}"
+    played = _play_together(spec, agents, seed, max_steps)
+    panels, names = played if played is not None else _play_apart(spec, agents, seed, max_steps)
+    for (step, _), p in zip(milestones, panels):
+        p["title"] = f"step {step:,}"
         if step == 0:
-            title += " (untrained)"
+            p["title"] += " (untrained)"
         elif budget:
-            title += f" ({min(1.0, step / budget):.0%})"
-        episode["title"] = title
-        panels.append(episode)
+            p["title"] += f" ({min(1.0, step / budget):.0%})"
     longest = max(len(p["shots"]) for p in panels)
     shown = list(range(0, longest, max(1, math.ceil(longest / max_frames))))
     columns = []
     with torch.no_grad():
-        for p in panels:
+        for agent, p in zip(agents, panels):
             rows = [t for t in shown if t < len(p["shots"])]
-            if rows:
+            if rows:  # what the agent thinks of each shown step, in one batched call
                 obs = torch.cat([p["obs"][t] for t in rows])
                 mask = torch.cat([p["mask"][t] for t in rows])
                 label, vals = agent.action_values(obs, mask)
@@ -373,8 +422,8 @@ def write_timelapse(
             column = []
             for i, t in enumerate(rows):
                 frame, total, action = p["shots"][t]
-                lines = [f"{score} {total:g}", f"action: {p['names'][action]}", label]
-                column.append((frame, lines, dict(zip(p["names"], vals[i]))))
+                lines = [f"{score} {total:g}", f"action: {names[action]}", label]
+                column.append((frame, lines, dict(zip(names, vals[i]))))
             end = "game over" if p["ended"] else f"stopped at {len(p['shots'])} steps"
             column.append((p["final"], [f"{score} {p['score']:g}", end, ""], None))
             columns.append(column)

@@ -32,19 +32,30 @@ def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
-def draw_panel(spec: PanelSpec, title: str, width: int) -> np.ndarray:
-    """One panel: ``title`` above the picture (scaled to ``width``), the info panel below."""
+def _title_strip(title: str, width: int) -> np.ndarray:
+    """The strip :func:`~renshu.envs.render.with_header` draws above a ``width``-pixel frame."""
+    blank = np.zeros((2, width, 3), dtype=np.uint8)
+    return with_header(blank, title)[:-2, :width]
+
+
+def draw_panel(
+    spec: PanelSpec, title: str | np.ndarray, max_width: int = 280, size: int = 14
+) -> np.ndarray:
+    """One panel: ``title`` (a text, or its strip from a panel before) above the picture
+    (scaled down to ``max_width`` when wider), the info panel below, all as wide as the
+    picture."""
     picture, lines, bars = spec
-    image = _fit_width(np.asarray(picture(None), dtype=np.uint8)[..., :3], width)
-    image = with_header(image, title)
-    below = info_panel(lines, bars, width=max(width, 40))
-    background = below[0, 0]
-    w = max(image.shape[1], below.shape[1])
-    out = np.empty((image.shape[0] + below.shape[0], w, 3), dtype=np.uint8)
-    out[:] = background
-    x = (w - image.shape[1]) // 2
-    out[: image.shape[0], x : x + image.shape[1]] = image
-    out[image.shape[0] :, : below.shape[1]] = below
+    image = _fit_width(np.asarray(picture(None), dtype=np.uint8)[..., :3], max_width)
+    width = max(image.shape[1], 40)
+    strip = _title_strip(title, width) if isinstance(title, str) else title[:, :width]
+    below = info_panel(lines, bars, width=width + width % 2, size=size)[:, :width]
+    height = strip.shape[0] + image.shape[0] + below.shape[0]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    out[:] = below[0, 0]
+    h0, h1 = strip.shape[0], strip.shape[0] + image.shape[0]
+    out[:h0, : strip.shape[1]] = strip
+    out[h0:h1, : image.shape[1]] = image
+    out[h1:] = below
     return out
 
 
@@ -67,20 +78,24 @@ def timelapse_frames(
     columns: Sequence[Sequence[PanelSpec]],
     titles: Sequence[str],
     shown: int,
-    panel_width: int = 220,
+    panel_width: int = 280,
 ) -> list[np.ndarray]:
     """``shown + 1`` frames of the panels in a row: frame ``j`` shows entry ``j`` of every
-    column, or its last entry once the column has no more (an episode that ended)."""
+    column, or its last entry once the column has no more (an episode that ended). Pictures
+    wider than ``panel_width`` are scaled down to it."""
     if not columns:
         raise ValueError("a timelapse needs at least one panel")
     if len(titles) != len(columns):
         raise ValueError(f"{len(titles)} titles for {len(columns)} panels")
     cache: dict[tuple[int, int], np.ndarray] = {}
+    strips: dict[int, np.ndarray] = {}  # each title drawn once
 
     def panel(c: int, j: int) -> np.ndarray:
         j = min(j, len(columns[c]) - 1)
         if (c, j) not in cache:
-            cache[(c, j)] = draw_panel(columns[c][j], titles[c], panel_width)
+            image = draw_panel(columns[c][j], strips.get(c, titles[c]), panel_width)
+            strips.setdefault(c, image[: _title_strip("", 40).shape[0]])
+            cache[(c, j)] = image
         return cache[(c, j)]
 
     frames = []
