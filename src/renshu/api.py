@@ -65,8 +65,8 @@ class Media:
     def _repr_png_(self) -> bytes | None:
         return self.path.read_bytes() if self.path.suffix.lower() == ".png" else None
 
-    def _repr_html_(self) -> str | None:
-        return _media_html(self.path)
+    def _repr_html_(self) -> str | None:  # (a PNG shows as image/png)
+        return None if self.path.suffix.lower() == ".png" else _media_html(self.path)
 
 
 def _media_html(path: Path, width: int | None = None) -> str | None:
