@@ -70,6 +70,7 @@ from _common import (  # benchmarks/_common.py (this folder)
     version,
 )
 from time_to_result import (  # benchmarks/time_to_result.py: renshu train as a user runs it
+    flags,
     machine_line,
     read_run,
     renshu_cli,
@@ -116,6 +117,19 @@ def expand(text: str) -> list[str]:
     return out
 
 
+def today_flags() -> list[str]:
+    """The ``today`` row's flags: TODAY's fields, and every other field the current preset sets
+    put back to ``PPOConfig``'s default (e.g. ``--bf16 off``), so that the row stays the preset
+    of that day whatever the preset becomes."""
+    from renshu.algos import get_algorithm
+    from renshu.envs.specs import resolve
+
+    given = {word.split("=", 1)[0] for word in shlex.split(TODAY)}
+    default = get_algorithm("ppo").config_class()
+    preset = resolve("game2048").preset("ppo")
+    return expand(TODAY) + flags({k: getattr(default, k) for k in preset if k not in given})
+
+
 def parse_configs(texts: list[str]) -> list[Config]:
     """``["today=,preset=,mb4=--num-minibatches 4"]`` -> configurations (checked by the CLI's
     own parser, so that a typo fails now rather than after an hour of runs)."""
@@ -142,7 +156,7 @@ def parse_configs(texts: list[str]) -> list[Config]:
                 )
             if any(c.name == name for c in configs):
                 raise ValueError(f"--configs: {name!r} is given twice")
-            base = expand(TODAY) if name == "today" else []
+            base = today_flags() if name == "today" else []
             configs.append(Config(name, "ppo", base + expand(rest)))
     for config in configs:
         check_flags(config)
