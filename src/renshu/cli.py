@@ -472,6 +472,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     play = {"max_steps": args.max_steps, "fps": args.fps, "explain": commentary}
     if args.timelapse:
         return _record_timelapse(args, run)
+    if args.max_frames is not None:
+        play["max_frames"] = args.max_frames
     if args.out is None:
         raise ValueError("--out FILE is required: the animation to write, .gif or .mp4")
     if args.checkpoint is not None and run is None:
@@ -523,7 +525,9 @@ def _record_timelapse(args: argparse.Namespace, run: str | None) -> int:
     from renshu.runner.run import load_run
 
     _use_run_threads(load_run(run)[0])
-    result = write_timelapse(run, out=args.out, seed=args.seed, max_steps=args.max_steps)
+    frames = {"max_frames": args.max_frames} if args.max_frames is not None else {}
+    result = write_timelapse(run, out=args.out, seed=args.seed, max_steps=args.max_steps,
+                             **frames)  # fmt: skip
     steps = ", ".join(f"{s:,}" for s in result["milestones"])
     print(f"wrote {result['out']}: {result['panels']} milestones (steps {steps}), "
           f"{result['frames']} frames in {result['seconds']:.1f} s")  # fmt: skip
@@ -702,6 +706,9 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_positive_int, default=12)
     p.add_argument("--device", default="cpu")
     p.add_argument("--explain", action="store_true",
+    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
+                   help="show a long episode in at most N frames, every k-th step (default 150; "
+                   "60 with --timelapse)")  # fmt: skip
                    help="write a VLM's text answer on each shown frame, read from the env's "
                    "colour picture: --encoder's, else the run's own --encoder hf-vlm "
                    "(generation is slow, so it happens only here)")  # fmt: skip

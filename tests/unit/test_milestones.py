@@ -214,3 +214,35 @@ def test_target_on_takes_eval_or_train(capsys):
         RunSpec(target_on="test").resolved()
     with pytest.raises(ValueError, match="--milestones must be >= 0"):
         RunSpec(milestones=-1).resolved()
+
+
+def test_cli_record_timelapse_as_mp4_and_one_line_without_the_extra(run, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    run_dir, _ = run
+    out = tmp_path / "t.mp4"
+    assert (
+        main(["record", str(run_dir), "--timelapse", "--out", str(out), "--max-frames", "5"]) == 0
+    )
+    assert "wrote" in capsys.readouterr().out and out.stat().st_size > 0
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(out, memtest=False)
+    assert len(frames) == 5 + 1 + 8  # shown steps, the final positions, a second held at 8 fps
+    monkeypatch.setitem(__import__("sys").modules, "imageio_ffmpeg", None)
+    assert main(["record", str(run_dir), "--timelapse", "--out", str(tmp_path / "u.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("renshu record: error:") and 'pip install "renshu[viz]"' in err
+    assert "\n" not in err
+
+
+def test_cli_record_uses_best_and_says_so(run, tmp_path, capsys):
+    run_dir, _ = run
+    assert (
+        main(["record", str(run_dir), "--out", str(tmp_path / "e.gif"), "--max-steps", "20"]) == 0
+    )
+    best_step = load_checkpoint(run_dir / BEST)["env_steps"]
+    assert f"loaded best (best.pt): the agent after {best_step:,} env steps" in (
+        capsys.readouterr().out
+    )
+    assert main(["record", "--env", "cartpole", "--checkpoint", "best", "--out", "x.gif"]) == 2
+    assert "give the RUN" in capsys.readouterr().err
