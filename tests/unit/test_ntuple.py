@@ -381,6 +381,26 @@ def test_small_batches_run_on_one_thread_with_the_same_results():
     assert numba.get_num_threads() == many  # 16 boards x 64 moves: parallel
 
 
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_HUGEPAGE"), reason="no madvise")
+def test_big_tables_on_huge_pages_learn_the_same(monkeypatch):
+    """Tables of 16 MiB and more sit on 2 MiB-aligned memory advised for huge pages; a run on
+    them learns exactly what a run on ordinary tensors does."""
+    config = NTupleConfig(num_envs=64, tuples="0,1,2,3,4,5", init_value=4.0)  # 64 MiB
+    runs = []
+    for huge in (True, False):
+        if not huge:
+            monkeypatch.setattr(nt, "huge_page_zeros", lambda n, dtype: None)
+        algo = NTuple(make_env("game2048", num_envs=64, seed=1), config, seed=1)
+        assert (algo.tables.data_ptr() % nt.HUGE_PAGE == 0) or not huge
+        assert algo.counts.dtype == torch.int32 and int(algo.counts.abs().sum()) == 0
+        assert float(algo.tables[12345]) == 4.0 / algo.layout.num_lookups
+        for _ in range(40):
+            algo.learn(algo.collect(0.0), 0.0)
+        runs.append(algo)
+    assert torch.equal(runs[0].tables, runs[1].tables)
+    assert nt.huge_page_zeros(1000, torch.float32) is None  # small tables: ordinary memory
+
+
 @pytest.mark.parametrize("cap", [1, 4, None])
 def test_sync_free_learning_equals_the_compact_path(cap):
     # The accelerator path (every row, weighted 0 or 1) learns what the CPU path (only the rows
