@@ -43,6 +43,8 @@ default for 2048 (torch's thread count). The tables say what config.json recorde
     python benchmarks/train_2048.py --algos ppo,a2c,dqn,grpo,ntuple   # the strength table
     python benchmarks/train_2048.py --minutes 5 --skip-strength --json out.json
     python benchmarks/train_2048.py --threads 1 --concurrent   # today= and preset= side by side
+    python benchmarks/train_2048.py --threads 1 --concurrent --configs preset= \
+        --algos ppo,a2c,dqn,grpo,ntuple                         # two at a time
 """
 
 from __future__ import annotations
@@ -438,6 +440,29 @@ def split_table(name: str, split: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def run_all(one, jobs: list[tuple[Config, str]], args: argparse.Namespace) -> list:
+    """``one(config, label[, core])`` for each job: one after another, or with
+    ``--concurrent`` as many at a time as there are cores, each run on a core of its own."""
+    if not args.concurrent:
+        return [one(config, label) for config, label in jobs]
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    free: queue.Queue[int] = queue.Queue()
+    for core in args.cores:
+        free.put(core)
+
+    def on_a_core(config: Config, label: str):
+        core = free.get()
+        try:
+            return one(config, label, core)
+        finally:
+            free.put(core)
+
+    with ThreadPoolExecutor(len(args.cores)) as pool:
+        return list(pool.map(lambda job: on_a_core(*job), jobs))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=None, help="minutes per run (15; quick: 0.5)")
@@ -468,9 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: 0.5 min per run, 200 games")
     p.add_argument(
         "--concurrent", action="store_true",
-        help="train the --configs at the same time, each on a core of its own (needs --threads "
-        "1 and a core per config): rows that share the machine's load, for a fair ratio on a "
-        "busy machine",
+        help="train as many runs at a time as there are cores, each pinned to a core of its own "
+        "(needs --threads 1): rows that share the machine's load, for a fair ratio on a busy "
+        "machine",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.minutes is None:
@@ -486,8 +511,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--algos takes a comma-separated subset of {','.join(ALGOS)}")
     args.algos = algos
     if args.concurrent:
-        if args.threads != 1 or algos or not shutil.which("taskset"):
-            p.error("--concurrent needs --threads 1, no --algos, and the taskset command")
+        if args.threads != 1 or not shutil.which("taskset"):
+            p.error("--concurrent needs --threads 1 and the taskset command")
         args.cores = sorted(os.sched_getaffinity(0))
     if args.configs is None:
         args.configs = [] if algos else ["today=,preset="]
@@ -495,8 +520,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.configs = parse_configs(args.configs)
     except ValueError as e:
         p.error(str(e))
-    if args.concurrent and len(args.configs) > len(args.cores):
-        p.error(f"--concurrent: {len(args.configs)} configs for {len(args.cores)} cores")
     if args.run_dir is not None:
         d = Path(args.run_dir)
         if d.exists() and (not d.is_dir() or any(d.iterdir())):
@@ -538,31 +561,24 @@ def main(argv: list[str] | None = None) -> dict:
     algos: list[Result] = []
     rand = None
     try:
-        if args.concurrent:  # all at once, a core each; strength is measured after each run
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(len(args.configs)) as pool:
-                started = [
-                    pool.submit(one, config, f"config-{config.name}", args.cores[i])
-                    for i, config in enumerate(args.configs)
-                ]
-                together = [f.result() for f in started]
-        for i, config in enumerate(args.configs):
-            r = together[i] if args.concurrent else one(config, f"config-{config.name}")
+        results = run_all(one, [(c, f"config-{c.name}") for c in args.configs], args)
+        for config, r in zip(args.configs, results, strict=True):
             if r is None:
                 continue
             if args.split_updates:
                 log(f"  split: {args.split_updates} updates (+1 warm-up) ...")
                 r.split = run_split(config, args.split_updates, args.seed)
             configs.append(r)
+        same = [r for r in configs if r.name == "preset" and not r.flags]
+        jobs = []
         for algo in args.algos:
-            same = [r for r in configs if r.name == "preset" and not r.flags]
-            reuse = same[0] if algo == "ppo" and same else None
-            if reuse is not None:
-                algos.append(reuse)
+            if algo == "ppo" and same:  # the preset= row is PPO on its preset
                 continue
             note = "" if algo in presets else "no 2048 preset: the algorithm's defaults"
-            r = one(Config(algo, algo, [], note), f"algo-{algo}")
+            jobs.append((Config(algo, algo, [], note), f"algo-{algo}"))
+        ran = dict(zip([c.algo for c, _ in jobs], run_all(one, jobs, args), strict=True))
+        for algo in args.algos:
+            r = same[0] if algo == "ppo" and same else ran[algo]
             if r is not None:
                 algos.append(r)
         if games:
@@ -599,9 +615,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if args.concurrent:
         print(
-            f"- the {len(args.configs)} configurations trained at the same time, each pinned "
-            f"to a core of its own (cores {args.cores[: len(args.configs)]}), so that they "
-            "share whatever else the machine was doing"
+            f"- runs trained {len(args.cores)} at a time in the order listed, each pinned to a "
+            f"core of its own (cores {args.cores}), so that runs side by side share whatever "
+            "else the machine was doing"
         )
     if games:
         print(
