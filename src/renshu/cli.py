@@ -341,8 +341,10 @@ def _search_flags(args: argparse.Namespace):
 
 def _eval_act(algo, spec, search=None, stochastic: bool = False):
     """``act(obs, mask)`` of a loaded run: greedy (or sampled), or its ``search``."""
-    if search is None:
-        return lambda o, m: algo.act(o, m, deterministic=not stochastic)
+    if search is None:  # greedy, or as the env's evaluation protocol says (Atari: eval_policy)
+        from renshu.runner.evaluate import eval_policy
+
+        return eval_policy(algo, spec.env_spec, spec.seed, stochastic)[0]
     from renshu.runner.search import check_search, search_policy
 
     check_search(spec.algo, search)
@@ -470,10 +472,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise ValueError("--search plays a RUN's (or --policy untrained's) searched moves")
     commentary = _record_commentator(args)
     play = {"max_steps": args.max_steps, "fps": args.fps, "explain": commentary}
-    if args.timelapse:
-        return _record_timelapse(args, run)
     if args.max_frames is not None:
         play["max_frames"] = args.max_frames
+    if args.timelapse:
+        return _record_timelapse(args, run)
     if args.out is None:
         raise ValueError("--out FILE is required: the animation to write, .gif or .mp4")
     if args.checkpoint is not None and run is None:
@@ -704,11 +706,11 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the recorded episode")
     p.add_argument("--max-steps", type=_positive_int, default=3000)
     p.add_argument("--fps", type=_positive_int, default=12)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--explain", action="store_true",
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="show a long episode in at most N frames, every k-th step (default 150; "
                    "60 with --timelapse)")  # fmt: skip
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--explain", action="store_true",
                    help="write a VLM's text answer on each shown frame, read from the env's "
                    "colour picture: --encoder's, else the run's own --encoder hf-vlm "
                    "(generation is slow, so it happens only here)")  # fmt: skip

@@ -224,6 +224,7 @@ class DQN(Algorithm):
     name = "dqn"
     config_class = DQNConfig
     takes_encoder = True
+    value_based = True
 
     def __init__(
         self,
@@ -404,11 +405,11 @@ class DQN(Algorithm):
                     target.copy_(online)
                 else:
                     target.lerp_(online, self.config.tau)
-
             # Buffers (a custom torso's BatchNorm statistics) are copied: the target network
             # normalises as the online one does.
             for target, online in zip(self.target.buffers(), self.q.buffers()):
                 target.copy_(online)
+
     def _learn_ready(self) -> bool:
         cfg = self.config
         return (

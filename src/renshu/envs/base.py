@@ -310,6 +310,7 @@ class FunctionalEnv(TensorEnv):
         max_episode_steps: int | None = None,
         seed: int | None = None,
         check: bool = True,
+        stuck_steps: int | None = None,
     ):
         if not isinstance(num_envs, numbers.Integral) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
@@ -322,6 +323,13 @@ class FunctionalEnv(TensorEnv):
             raise ValueError(
                 f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}"
             )
+        if stuck_steps is not None and (
+            not isinstance(stuck_steps, numbers.Integral) or stuck_steps < 1
+        ):
+            raise ValueError(f"stuck_steps must be a positive int or None, got {stuck_steps!r}")
+        # Truncate an episode whose observation stayed the same this many steps in a row (an
+        # evaluated greedy policy repeating a move that changes nothing would never end).
+        self.stuck_steps = stuck_steps
         self.game = game
         self.num_envs = num_envs
         self.device = resolve_device(device)
@@ -429,6 +437,8 @@ class FunctionalEnv(TensorEnv):
         self.episode_return = torch.zeros(self.num_envs, device=self.device)
         self.episode_length = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         obs = self.game.observe(self.state)
+        self._unchanged = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._last_obs = obs
         return obs, {"action_mask": self.game.legal_actions(self.state)}
 
     def step(self, actions: torch.Tensor):
@@ -447,6 +457,11 @@ class FunctionalEnv(TensorEnv):
             truncated = done ^ terminated  # at the limit and not terminated
 
         final_obs = self.game.observe(state)
+        if self.stuck_steps is not None:
+            same = (final_obs == self._last_obs).flatten(1).all(1)
+            self._unchanged = (self._unchanged + 1) * same
+            done = done | (self._unchanged >= self.stuck_steps)
+            truncated = done ^ terminated
         final_mask = self.game.legal_actions(state)
         episode = {"return": self.episode_return, "length": self.episode_length}
         if self.sync_free:
@@ -477,6 +492,9 @@ class FunctionalEnv(TensorEnv):
                 obs = final_obs.index_put((ended,), fresh_obs)
                 self.episode_return = self.episode_return.index_fill(0, ended, 0)
                 self.episode_length = self.episode_length.index_fill(0, ended, 0)
+        if self.stuck_steps is not None:
+            self._unchanged = self._unchanged * ~done
+            self._last_obs = obs
         info = {
             "action_mask": self.game.legal_actions(self.state),
             "final_obs": final_obs,

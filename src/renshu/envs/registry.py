@@ -28,11 +28,16 @@ def make_env(
     spec: strings from the command line are converted (``"0"`` -> 0.0 for a float option), an
     unknown name or a bad value raises a ValueError that names the option and the valid values.
     ``render``: the env can draw frames (:meth:`TensorEnv.frame`), for recording. For a
-    Gymnasium id, ``wrappers`` (a callable applied to each copy) may be given as well.
+    Gymnasium id, ``wrappers`` (a callable applied to each copy) may be given as well; for a
+    native game, ``stuck_steps`` (truncate an episode whose observation stayed the same that
+    many steps in a row: what evaluation uses, see ``EvalSpec.stuck_steps``).
     """
     spec = resolve(name) if isinstance(name, str) else name
     wrappers = options.pop("wrappers", None)
     extra = {} if wrappers is None else {"wrappers": wrappers}
+    stuck = options.pop("stuck_steps", None)
+    if stuck is not None:
+        extra["stuck_steps"] = stuck
     typed = spec.parse_options(options)
     limit = typed.pop("max_episode_steps", None)  # an env option too (--env-option)
     return spec.make(

@@ -133,7 +133,20 @@ class EvalSpec:
     episodes: int = 100
     """default episodes per evaluation (``--eval-episodes`` overrides)"""
     max_episode_steps: int | None = None
-    """step limit of an evaluated or recorded episode (None: the env's own limit)"""
+    """step limit of an evaluated or recorded episode (None: the env's own limit, and
+    ``renshu.runner.evaluate.EVAL_STEP_LIMIT`` where the env has none)"""
+    stuck_steps: int | None = None
+    """truncate an evaluated or recorded episode whose observation stayed the same this many
+    steps in a row (a greedy policy repeating a move that changes nothing; native games)"""
+    epsilon: float = 0.0
+    """value-based agents (``value_based`` algorithms: DQN) act epsilon-greedily in evaluation:
+    a random legal action with this probability"""
+    sample_policy: bool = False
+    """policy-gradient agents (PPO, A2C, GRPO) sample their actions in evaluation instead of
+    taking the most likely one"""
+    min_interval: int | None = None
+    """fewest env steps between periodic evaluations (default: a tenth of the budget, but not
+    fewer than this; ``--eval-every`` overrides)"""
 
 
 MAX_EPISODE_STEPS = EnvOption(
@@ -296,14 +309,14 @@ def _native(game: str, cls: str, limit: int | None) -> Callable[..., Any]:
     ``limit`` is the game's step limit unless the caller gives one."""
 
     def make(num_envs=1, device="cpu", seed=None, max_episode_steps=None, render=False,
-             **options):  # fmt: skip
+             stuck_steps=None, **options):  # fmt: skip
         from renshu.envs.base import FunctionalEnv  # (native games always render)
 
         game_cls = import_object(f"renshu.envs.{game}:{cls}")
         steps = max_episode_steps if max_episode_steps is not None else limit
         return FunctionalEnv(
             game_cls(**options), num_envs=num_envs, device=device, max_episode_steps=steps,
-            seed=seed,
+            seed=seed, stuck_steps=stuck_steps,
         )  # fmt: skip
 
     return make
@@ -343,7 +356,10 @@ _add(
         ),  # fmt: skip
         default_steps=3_000_000,
         presets=_GAME2048,
-        eval=EvalSpec(num_envs=1024),
+        # 2048 has no step limit: evaluation gets a large one (a game to the 65,536 tile takes
+        # about 30,000 moves), and with invalid_move=noop a greedy policy that repeats a move
+        # changing nothing would repeat it forever: 100 unchanged boards in a row end it.
+        eval=EvalSpec(num_envs=1024, max_episode_steps=200_000, stuck_steps=100),
         extras={"score": "mean", "max_tile": "counts"},
         play="renshu.play:play_2048",
     )
@@ -411,6 +427,10 @@ GYM_IDS = {
 
 _ALE_V5 = re.compile(r"ALE/(?P<game>[A-Za-z0-9]+)-v5")
 _V4 = re.compile(r"(?P<game>[A-Za-z0-9]+?)(?P<nf>NoFrameskip)?-v4")
+
+
+ATARI_EVAL = EvalSpec(episodes=10, max_episode_steps=27_000, epsilon=0.05, sample_policy=True,
+                      min_interval=62_500)  # fmt: skip
 
 
 def _atari_options(sticky: float) -> tuple[EnvOption, ...]:
@@ -482,6 +502,12 @@ def _atari_spec(name: str) -> EnvSpec | None:
         max_episode_steps=27_000,
         default_steps=10_000_000,
         presets=_ATARI,
+        # The published protocol: 10 episodes capped at 108,000 frames (27,000 steps at frame
+        # skip 4); value-based agents epsilon-greedy with 0.05 (Mnih et al. 2015, Nature DQN),
+        # policy-gradient agents sampling from their policy (the PPO and A3C papers' scores).
+        # Either way an agent that never presses FIRE after losing a life cannot idle.
+        # Periodic evaluations at least 250,000 frames apart, so short runs evaluate at the end.
+        eval=ATARI_EVAL,
         note=note,
     )
 

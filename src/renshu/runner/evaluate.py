@@ -20,19 +20,78 @@ ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict], bool]
 
 
+# The step limit of an evaluated or recorded episode of an env that has none of its own and
+# whose EvalSpec sets none: every evaluation ends.
+EVAL_STEP_LIMIT = 100_000
+
+
 def make_eval_env(spec, episodes: int, device, render: bool = False):
     """The env an evaluation of run ``spec`` steps: at most the env's ``eval.num_envs`` copies,
-    with the evaluation step limit if the env has one."""
+    with a step limit per episode (the run's own, else the EvalSpec's, else the env's, else
+    :data:`EVAL_STEP_LIMIT`) and the EvalSpec's truncation of stuck episodes."""
     from renshu.envs.registry import make_env
 
     env_spec: EnvSpec = spec.env_spec
+    ev = env_spec.eval
     options = dict(spec.env_options)  # the run's own step limit, if it set one, applies too
-    if env_spec.eval.max_episode_steps is not None:
-        options.setdefault("max_episode_steps", env_spec.eval.max_episode_steps)
-    return make_env(
-        env_spec, num_envs=min(episodes, env_spec.eval.num_envs), device=device, seed=spec.seed,
-        render=render, **options,
-    )  # fmt: skip
+    if ev.max_episode_steps is not None:
+        options.setdefault("max_episode_steps", ev.max_episode_steps)
+    if ev.stuck_steps is not None:
+        options["stuck_steps"] = ev.stuck_steps
+    num_envs = min(episodes, ev.num_envs)
+    env = make_env(env_spec, num_envs=num_envs, device=device, seed=spec.seed, render=render,
+                   **options)  # fmt: skip
+    if env.max_episode_steps is None:  # e.g. a Gymnasium id registered without a time limit
+        env.close()
+        options["max_episode_steps"] = EVAL_STEP_LIMIT
+        env = make_env(env_spec, num_envs=num_envs, device=device, seed=spec.seed,
+                       render=render, **options)  # fmt: skip
+    return env
+
+
+def eval_policy(algo, env_spec: EnvSpec, seed: int, stochastic: bool = False) -> tuple[ActFn, str]:
+    """How ``algo`` acts in an evaluation on ``env_spec``, and a label saying so.
+
+    Greedy (its most likely action or highest value), except where the env's EvalSpec says
+    otherwise: value-based agents (``algo.value_based``) take a random legal action with
+    probability ``eval.epsilon``; policy-gradient agents sample from their policy with
+    ``eval.sample_policy`` (both Atari's protocol). ``stochastic`` samples in any case."""
+    ev = env_spec.eval
+    device = algo.device
+
+    def greedy(obs, mask):
+        return algo.act(obs.to(device), mask.to(device), deterministic=True)
+
+    def sample(obs, mask):
+        return algo.act(obs.to(device), mask.to(device), deterministic=False)
+
+    if stochastic:
+        return sample, "stochastic"
+    if algo.value_based:
+        if ev.epsilon > 0:
+            return epsilon_greedy(
+                greedy, ev.epsilon, seed, device
+            ), f"epsilon-greedy {ev.epsilon:g}"
+        return greedy, "greedy"
+    if ev.sample_policy:
+        return sample, "sampled"
+    return greedy, "greedy"
+
+
+def epsilon_greedy(act: ActFn, epsilon: float, seed: int, device) -> ActFn:
+    """``act``, but a uniformly random legal action with probability ``epsilon`` (seeded)."""
+    from renshu.envs.base import make_generator, random_legal_actions
+
+    generator = make_generator(torch.device(device), seed)
+
+    def epsilon_act(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        actions = act(obs, mask)
+        mask = mask.to(actions.device)
+        explore = torch.rand(actions.shape, generator=generator, device=actions.device) < epsilon
+        random = random_legal_actions(mask, generator)
+        return torch.where(explore, random.to(actions.dtype), actions)
+
+    return epsilon_act
 
 
 @torch.no_grad()
@@ -52,6 +111,8 @@ def play(
     ``episodes`` entries (fewer when ``on_step`` stopped the loop).
     """
     n = env.num_envs
+    if env.max_episode_steps is not None:  # the quota of whole episodes always fits
+        max_steps = max(max_steps, -(-episodes // n) * env.max_episode_steps + 1)
     quota = torch.full((n,), episodes // n, dtype=torch.int64, device=env.device)
     quota[: episodes % n] += 1
     taken = torch.zeros_like(quota)

@@ -21,7 +21,7 @@ import torch
 from renshu.errors import NonFiniteLossError, StopSignal
 from renshu.fileio import RunLock
 from renshu.runner.checkpoint import LATEST, restore_runner, save_run_checkpoint
-from renshu.runner.evaluate import evaluate, make_eval_env, summarize
+from renshu.runner.evaluate import eval_policy, evaluate, make_eval_env, summarize
 from renshu.runner.run import (
     SUMMARY_FILE,
     RunSpec,
@@ -165,7 +165,8 @@ class Trainer:
             return grown and self._trained_since_eval >= self._last_eval_seconds
         if self.spec.eval_every is None and total is None:
             return int(10 * frac) > int(10 * before_frac)
-        interval = self.spec.eval_every or max(self.algo.steps_per_update, total // 10)
+        floor = self.spec.env_spec.eval.min_interval or 0  # (Atari: 250k frames)
+        interval = self.spec.eval_every or max(self.algo.steps_per_update, total // 10, floor)
         return steps // interval > before // interval
 
     def target_met(self, evaluation: dict | None) -> bool:
@@ -194,13 +195,10 @@ class Trainer:
     def run_eval(self) -> dict:
         episodes = self.spec.episodes_per_eval()
         env = make_eval_env(self.spec, episodes, self.device)
+        seed = self.spec.seed + 1_000_003 * (self.state.evals + 1)
+        act, _ = eval_policy(self.algo, self.spec.env_spec, seed)  # greedy, or the env's protocol
         try:
-            stats = evaluate(
-                lambda o, m: self.algo.act(o, m, deterministic=True),
-                env,
-                episodes,
-                seed=self.spec.seed + 1_000_003 * (self.state.evals + 1),
-            )
+            stats = evaluate(act, env, episodes, seed=seed)
         finally:
             env.close()
         self.state.evals += 1

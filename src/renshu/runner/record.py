@@ -193,15 +193,20 @@ def record_episode(
         seed = spec.seed + 7 if seed is None else seed
         return record(spec, act, values, out, seed=seed, title=title, **kwargs)
 
+    from renshu.runner.evaluate import eval_policy
+
+    seed = spec.seed + 7 if seed is None else seed
+    # greedy, or as the env's evaluation protocol says (Atari: epsilon 0.05 or sampled)
+    policy, how = eval_policy(algo, spec.env_spec, seed)
+
     def act(obs, mask):
-        return algo.act(obs.to(device), mask.to(device), deterministic=True).cpu()
+        return policy(obs, mask).cpu()
 
     def values(obs, mask):
         label, vals = algo.action_values(obs.to(device), mask.to(device))
         return label, vals.cpu()
 
-    title = f"{spec.algo} (greedy)" if title is None else title
-    seed = spec.seed + 7 if seed is None else seed
+    title = f"{spec.algo} ({how})" if title is None else title
     return record(spec, act, values, out, seed=seed, title=title, **kwargs)
 
 
