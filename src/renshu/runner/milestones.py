@@ -373,12 +373,11 @@ def write_timelapse(
     score, the action and the agent's action probabilities or Q-values below the picture. The
     longest episode is shown in at most ``max_frames`` frames (every k-th step); a game that
     ended earlier holds its final position; pictures wider than ``panel_width`` are scaled
-    down. Returns ``{"out", "panels", "frames", "steps",
+    down. The agents act on one game at a time, so torch runs on one CPU thread meanwhile (the
+    caller's count is restored). Returns ``{"out", "panels", "frames", "steps",
     "scores", "seconds"}``.
     """
     from renshu.runner.run import load_run
-    from renshu.viz.animation import save_animation
-    from renshu.viz.timelapse import timelapse_frames
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -391,6 +390,20 @@ def write_timelapse(
         )
     out = Path(out) if out is not None else run_dir / TIMELAPSE_FILE
     seed = spec.seed + 7 if seed is None else seed
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # every pass is on one game: extra threads only add their syncs
+    try:
+        return _timelapse(run_dir, spec, values, milestones, out, seed, max_frames, max_steps,
+                          fps, panel_width, started)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _timelapse(run_dir, spec, values, milestones, out, seed, max_frames, max_steps, fps,
+               panel_width, started) -> dict:  # fmt: skip
+    from renshu.viz.animation import save_animation
+    from renshu.viz.timelapse import timelapse_frames
+
     agents = []
     for _, path in milestones:
         agent = acting_agent(spec, values)
