@@ -383,7 +383,10 @@ class Trainer:
                 print(f"episode.gif skipped: {e}", file=sys.stderr)
             from renshu.runner.milestones import list_milestones, write_timelapse
 
-            if len(list_milestones(self.run_dir)) > 1:  # the milestones side by side
+            if self.spec.encoder is not None:  # every milestone would run the encoder anew
+                print("timelapse.gif skipped for a run with an encoder (slow); make it with "
+                      f"renshu record {self.run_dir} --timelapse", file=sys.stderr)  # fmt: skip
+            elif len(list_milestones(self.run_dir)) > 1:  # the milestones side by side
                 try:
                     write_timelapse(self.run_dir)
                 except ImportError as e:

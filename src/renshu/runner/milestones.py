@@ -225,9 +225,10 @@ class Loaded:
         return text
 
 
-def acting_agent(spec, values: dict, device="cpu"):
+def acting_agent(spec, values: dict, device="cpu", encoder=None):
     """A collecting copy (``learner=False``) of run ``spec``'s algorithm with its config
-    ``values``, on CPU by default: what recordings and the timelapse act with."""
+    ``values``, on CPU by default: what recordings and the timelapse act with (``encoder``:
+    the run's encoder, for a run trained with one; several agents may share it)."""
     from renshu import algos
     from renshu.envs.registry import make_env
     from renshu.runner.run import algo_config, network_kwargs
@@ -236,7 +237,8 @@ def acting_agent(spec, values: dict, device="cpu"):
     config = algo_config(spec, values)
     env = make_env(spec.env, num_envs=config.num_envs, device=device, seed=spec.seed,
                    **spec.env_options)  # fmt: skip
-    return cls(env, config, seed=spec.seed, learner=False, **network_kwargs(spec))
+    return cls(env, config, seed=spec.seed, learner=False, encoder=encoder,
+               **network_kwargs(spec))  # fmt: skip
 
 
 def _load_acting(algo, data: dict, path: Path) -> None:
@@ -401,12 +403,14 @@ def write_timelapse(
 
 def _timelapse(run_dir, spec, values, milestones, out, seed, max_frames, max_steps, fps,
                panel_width, started) -> dict:  # fmt: skip
+    from renshu.runner.run import make_run_encoder
     from renshu.viz.animation import save_animation
     from renshu.viz.timelapse import timelapse_frames
 
+    encoder = make_run_encoder(spec)  # (one, shared by the agents)
     agents = []
     for _, path in milestones:
-        agent = acting_agent(spec, values)
+        agent = acting_agent(spec, values, encoder=encoder)
         _load_acting(agent, load_checkpoint(path), path)
         agents.append(agent)
     score = "score" if "score" in spec.env_spec.extras else "return"
