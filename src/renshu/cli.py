@@ -20,6 +20,23 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    if value > _LARGEST:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer up to {_LARGEST}, got {text}"
+        )
+    return value
+
+
+_LARGEST = 2**31 - 1  # (counts beyond this overflow the C ints below torch and numpy)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**63 - 1, got {text}")
     return value
 
 
@@ -94,6 +111,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     from renshu.config import import_object
 
     search = _search_flags(args)
+    if args.hint == "":
+        raise ValueError("--hint takes a RUN directory, got ''")
     extra = {} if args.hint is None else {"hint": _play_hint(args.hint, spec, search)}
     if search is not None and args.hint is None:
         raise ValueError("--search goes with --hint RUN (the searched advice of a trained run)")
@@ -563,12 +582,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_image_out(out: str) -> None:
+    """``plot --out``: a file name matplotlib can write (by its suffix)."""
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise ValueError(f"--out {out!r}: the picture's name must end in .png, .pdf, .svg or .jpg")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from renshu.runner.group import CURVE_FILE, GROUP_FILE, group_members
     from renshu.viz.plots import plot_compare, plot_groups, plot_learning_curve
 
+    if args.out is not None:
+        _check_image_out(args.out)
     style = {"x": args.x, "window": args.window}
     one = args.runs[0]
     if args.group or (len(args.runs) == 1 and (Path(one) / GROUP_FILE).is_file()):
@@ -667,7 +695,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
 
     p = sub.add_parser("play", help="play a game in the terminal (2048: arrows or wasd, q quits)")
     p.add_argument("env", nargs="?", default="2048", help="game to play (default: 2048)")
-    p.add_argument("--seed", type=int, default=None, help="seed for the tile spawns")
+    p.add_argument("--seed", type=_seed, default=None, help="seed for the tile spawns")
     p.add_argument("--invalid-move", choices=["mask", "noop"], default="mask")
     p.add_argument("--hint", default=None, metavar="RUN",
                    help="show a trained run's suggested move and its value of each move under "
@@ -681,7 +709,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive_float, default=3.0, help="time to measure")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="environment option, e.g. compile=true (repeatable)")  # fmt: skip
@@ -703,7 +731,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--timelapse", action="store_true",
                    help="the RUN's milestones side by side playing the same game (.mp4 needs "
                    "renshu[viz])")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None, help="seed of the recorded episode")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the recorded episode")
     p.add_argument("--max-steps", type=_positive_int, default=3000)
     p.add_argument("--fps", type=_positive_int, default=12)
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
@@ -745,7 +773,7 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a trained run")
     p.add_argument("run", help="run directory")
     p.add_argument("--episodes", type=_positive_int, default=100)
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--seed", type=_seed, default=12345)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
     p.add_argument("--checkpoint", default=None, metavar="best|latest|step-N",
                    help="the weights to evaluate (default: best.pt if there is one, else "
@@ -829,7 +857,10 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_train_algo_name(argv) if "train" in argv else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser: "renshu train: error: unrecognized ..."
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (

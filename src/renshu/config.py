@@ -69,12 +69,28 @@ def _parse_value(text: str, base: type, optional: bool, name: str) -> Any:
                 return False
             raise ValueError
         if base is tuple:
-            return tuple(int(x) for x in text.replace(",", " ").split())
+            return tuple(_bounded(int(x), name) for x in text.replace(",", " ").split())
         if base is int:
-            return _whole(text)
+            return _bounded(_whole(text), name)
+        if base is float:
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(f"{name}: {text!r} is not a finite number")
+            return number
         return base(text)
-    except ValueError:
+    except (ValueError, OverflowError) as e:
+        if str(e).startswith(name):
+            raise
         raise ValueError(f"{name}: cannot read {text!r} as {base.__name__}") from None
+
+
+INT_LIMIT = 2**62  # whole numbers beyond this overflow the C integers below torch and numpy
+
+
+def _bounded(value: int, name: str) -> int:
+    if abs(value) > INT_LIMIT:
+        raise ValueError(f"{name}: {value} is too large (the limit is 2**62)")
+    return value
 
 
 def _whole(text: str) -> int:
@@ -151,6 +167,8 @@ def coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"config field {name!r}: expected whole numbers, got {value!r}")
             out[name] = tuple(value)
         elif base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"config field {name!r}: {value!r} is not a finite number")
             out[name] = float(value)
         elif isinstance(value, base) and not (base is int and isinstance(value, bool)):
             out[name] = value

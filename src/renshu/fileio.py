@@ -219,8 +219,8 @@ class RunLock:
     def acquire(self) -> RunLock:
         import fcntl
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise write_error(self.path, e) from None

@@ -182,8 +182,8 @@ def check_seed(seed: Any) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
     seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be >= 0 and below 2**63, got {seed}")
     return seed
 
 
@@ -263,9 +263,22 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"``/None picks CUDA when present, else CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"--device {str(device)!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"--device {str(device)!r} is not supported; use auto, cpu, cuda or cuda:N"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ValueError(f"--device {device} does not exist: this machine has {count} GPU(s)")
     return device
 
 

@@ -103,6 +103,8 @@ class RunSpec:
         for name, value in positive.items():
             if value is not None and value < 1:
                 raise ValueError(f"--{_flag(name)} must be >= 1, got {value}")
+        if self.threads is not None and self.threads > 4096:
+            raise ValueError(f"--threads must be at most 4096, got {self.threads}")
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise ValueError(f"--minutes must be a positive number, got {self.minutes}")
         seconds = self.checkpoint_seconds
@@ -210,10 +212,23 @@ def build(spec: RunSpec, values: dict[str, Any], device=None):
 
         algo, collect = build_remote(spec, cls, config, device)
         return algo, collect, config
-    env = make_env(
-        spec.env, num_envs=config.num_envs, device=device, seed=spec.seed, **spec.env_options
-    )
-    algo = cls(env, config, seed=spec.seed, encoder=make_run_encoder(spec), **network_kwargs(spec))
+    try:
+        env = make_env(
+            spec.env, num_envs=config.num_envs, device=device, seed=spec.seed, **spec.env_options
+        )
+        algo = cls(env, config, seed=spec.seed, encoder=make_run_encoder(spec),
+                   **network_kwargs(spec))  # fmt: skip
+    except RuntimeError as e:  # torch's allocator: sizes (num_envs, hidden, ...) too large
+        text = str(e)
+        if "allocate" not in text and "overflow" not in text.lower():
+            raise
+        fields = to_dict(config)
+        sizes = ", ".join(f"{k}={fields[k]}" for k in ("num_envs", "hidden", "buffer_size")
+                          if k in fields)  # fmt: skip
+        raise MemoryError(
+            f"not enough memory for {spec.algo} on {spec.env} with {sizes}: lower --num-envs, "
+            "--hidden or --buffer-size"
+        ) from None
     return algo, algo.collect, config
 
 
