@@ -1,7 +1,10 @@
 """docs/notebook.ipynb runs for real (nbclient + ipykernel) and shows what it says it shows."""
 
+import json
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,13 +26,28 @@ def _kinds(cell) -> set[str]:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
+    """The notebook executed in a kernel of this very interpreter (a kernel spec of its own, so
+    a user's other "python3" kernel is never picked), in a scratch directory."""
     work = tmp_path_factory.mktemp("notebook")
+    spec_dir = work / "jupyter" / "kernels" / "renshu-test"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "renshu test", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(kernel))
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
     nb = nbformat.read(work / NOTEBOOK.name, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(work)}}
-    )
-    client.execute()
+    before = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(work / "jupyter")
+    try:
+        client = nbclient.NotebookClient(
+            nb, timeout=180, kernel_name="renshu-test", resources={"metadata": {"path": str(work)}}
+        )
+        client.execute()
+    finally:
+        if before is None:
+            del os.environ["JUPYTER_PATH"]
+        else:
+            os.environ["JUPYTER_PATH"] = before
     return nb, work
 
 
