@@ -441,7 +441,7 @@ def _timelapse(run_dir, spec, values, milestones, out, seed, max_frames, max_ste
                 frame, total, action = p["shots"][t]
                 lines = [f"{score} {total:g}", f"action: {names[action]}", label]
                 column.append((frame, lines, dict(zip(names, vals[i]))))
-            end = "game over" if p["ended"] else f"stopped at {len(p['shots'])} steps"
+            end = "episode over" if p["ended"] else f"stopped at {len(p['shots'])} steps"
             column.append((p["final"], [f"{score} {p['score']:g}", end, ""], None))
             columns.append(column)
     titles = [p["title"] for p in panels]
