@@ -285,6 +285,7 @@ def train(
     *,
     network=None,
     env_options: dict[str, Any] | None = None,
+    encoder_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
     **config: Any,
@@ -297,7 +298,8 @@ def train(
     ``eval_episodes``, ``milestones``, ``animation``, ``threads``, ``device``, ...) and the
     algorithm's config fields (``learning_rate``, ``num_envs``, ``hidden``, ...; ``renshu
     train ALGO --help`` lists them). An unknown name raises a ValueError listing the valid
-    ones. ``env_options``: the env's options (``renshu envs ENV``), e.g. ``{"obs": "onehot"}``.
+    ones. ``env_options``: the env's options (``renshu envs ENV``), e.g. ``{"obs": "onehot"}``;
+    ``encoder_options``: those of ``encoder=`` (``--encoder-option``, docs/encoders.md).
     ``progress`` shows the progress bar.
 
     ``network``: your own torso, for ppo, a2c and dqn: a callable ``network(in_features) ->
@@ -341,7 +343,7 @@ def train(
         run_values["network"] = network_path(network)
     spec = RunSpec(
         algo=algo, env=env, env_options=dict(env_options or {}), seed=seed,
-        steps=_whole("steps", steps), **run_values,
+        encoder_options=dict(encoder_options or {}), steps=_whole("steps", steps), **run_values,
     )  # fmt: skip
     run_dir, _ = start_run(spec, algo_values, run_dir=run_dir, overwrite=overwrite,
                            progress=progress)  # fmt: skip
