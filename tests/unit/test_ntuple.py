@@ -381,6 +381,25 @@ def test_small_batches_run_on_one_thread_with_the_same_results():
     assert numba.get_num_threads() == many  # 16 boards x 64 moves: parallel
 
 
+@needs_numba
+def test_the_numba_pool_keeps_torchs_thread_count():
+    """Starting numba's OpenMP pool (its first parallel call) set torch's thread count to the
+    pool's size, so a one-thread run went on with two; checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "import numba; from renshu.core import ntuple as nt\n"
+        "lay = nt.layout('0,1,2,3'); bk = nt.numba_backend(lay)\n"
+        "b = torch.arange(1000, dtype=torch.int64)\n"
+        "bk.q(torch.zeros(lay.entries), b); bk.best(torch.zeros(lay.entries), b)\n"
+        "print(torch.get_num_threads(), numba.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]
+
+
 @pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_HUGEPAGE"), reason="no madvise")
 def test_big_tables_on_huge_pages_learn_the_same(monkeypatch):
     """Tables of 16 MiB and more sit on 2 MiB-aligned memory advised for huge pages; a run on

@@ -573,6 +573,9 @@ try:
 except ImportError:  # the torch path still works
     _nb = None
 
+BLOCK = 16
+"""boards valued together by the compiled kernels (their lookups issued as one batch)"""
+
 if _nb is not None:
     _U = np.uint64
     _T1, _T2, _T3 = _U(0xF0F00F0FF0F00F0F), _U(0x0000F0F00000F0F0), _U(0x0F0F00000F0F0000)
@@ -612,29 +615,6 @@ if _nb is not None:
         return 0
 
     @_nb.njit(inline="always", cache=True)
-    def _nb_value(x, lut, starts, seg, offsets, stage_exp, entries):
-        so = _nb_stage_offset(x, stage_exp, entries)
-        t = _nb_transpose(x)
-        ub = _nb_flip_ud(x)
-        ut = _nb_flip_ud(t)
-        s1 = _nb_flip_lr(x)
-        s3 = _nb_flip_lr(ub)
-        s5 = _nb_flip_lr(t)
-        s7 = _nb_flip_lr(ut)
-        v = np.float32(0.0)
-        for j in range(offsets.shape[0]):
-            o = offsets[j] + so
-            v += lut[o + _nb_index(x, j, starts, seg)]
-            v += lut[o + _nb_index(s1, j, starts, seg)]
-            v += lut[o + _nb_index(ub, j, starts, seg)]
-            v += lut[o + _nb_index(s3, j, starts, seg)]
-            v += lut[o + _nb_index(t, j, starts, seg)]
-            v += lut[o + _nb_index(s5, j, starts, seg)]
-            v += lut[o + _nb_index(ut, j, starts, seg)]
-            v += lut[o + _nb_index(s7, j, starts, seg)]
-        return v
-
-    @_nb.njit(inline="always", cache=True)
     def _nb_slide(x, base, move):
         out = _U(0)
         quarters = 0
@@ -644,78 +624,167 @@ if _nb is not None:
             quarters += p >> 16
         return out, np.float32(4 * quarters)
 
-    @_nb.njit(parallel=True, cache=True)
-    def _nb_q(boards, lut, starts, seg, offsets, stage_exp, entries, move, q, after, rew, val):
-        for i in _nb.prange(boards.shape[0]):
-            x = boards[i]
+    # Boards are valued in blocks of BLOCK: first every afterstate's table indices, then one
+    # plain loop of lookups (independent loads, so the CPU keeps many cache misses in flight
+    # instead of the few that one board's additions allow), then the sums, added in the order
+    # the torch path adds them (bit-identical values). About 2x the boards/s of one board at a time
+    # on trained 4x6 tables (docs/ntuple.md).
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_put_indices(y, starts, seg, offsets, stage_exp, entries, idx, k):
+        """The ``8 x tuples`` table indices of board ``y`` into ``idx[k:]``, in the torch
+        path's order; returns the next free position."""
+        so = _nb_stage_offset(y, stage_exp, entries)
+        t = _nb_transpose(y)
+        ub = _nb_flip_ud(y)
+        ut = _nb_flip_ud(t)
+        s1 = _nb_flip_lr(y)
+        s3 = _nb_flip_lr(ub)
+        s5 = _nb_flip_lr(t)
+        s7 = _nb_flip_lr(ut)
+        for j in range(offsets.shape[0]):
+            o = offsets[j] + so
+            idx[k] = o + _nb_index(y, j, starts, seg)
+            idx[k + 1] = o + _nb_index(s1, j, starts, seg)
+            idx[k + 2] = o + _nb_index(ub, j, starts, seg)
+            idx[k + 3] = o + _nb_index(s3, j, starts, seg)
+            idx[k + 4] = o + _nb_index(t, j, starts, seg)
+            idx[k + 5] = o + _nb_index(s5, j, starts, seg)
+            idx[k + 6] = o + _nb_index(ut, j, starts, seg)
+            idx[k + 7] = o + _nb_index(s7, j, starts, seg)
+            k += 8
+        return k
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_gather(lut, idx, vals, count):
+        for q in range(count):
+            vals[q] = lut[idx[q]]
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_sum(vals, k, count):
+        v = np.float32(0.0)
+        for q in range(k, k + count):
+            v += vals[q]
+        return v
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_move(x, t, a, move):
+        """Afterstate and reward of move ``a`` from board ``x`` (``t``: its transpose)."""
+        if a < 2:
+            return _nb_slide(x, 65536 * a, move)
+        y, r = _nb_slide(t, 65536 * (a - 2), move)
+        return _nb_transpose(y), r
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_block_q(
+        boards, lo, m, lut, starts, seg, offsets, stage_exp, entries, move, ys, rs, vs, idx, vals
+    ):
+        """Afterstates ``ys[b, a]``, rewards ``rs`` and values ``vs`` of boards ``lo..lo+m``;
+        ``vs`` is -inf for a move that changes nothing."""
+        per = 8 * offsets.shape[0]
+        k = 0
+        for b in range(m):
+            x = boards[lo + b]
             t = _nb_transpose(x)
             for a in range(4):
-                if a < 2:
-                    y, r = _nb_slide(x, 65536 * a, move)
+                y, r = _nb_move(x, t, a, move)
+                ys[b, a] = y
+                rs[b, a] = r
+                if y != x:
+                    k = _nb_put_indices(y, starts, seg, offsets, stage_exp, entries, idx, k)
+        _nb_gather(lut, idx, vals, k)
+        k = 0
+        for b in range(m):
+            x = boards[lo + b]
+            for a in range(4):
+                if ys[b, a] == x:
+                    vs[b, a] = -np.inf
                 else:
-                    y, r = _nb_slide(t, 65536 * (a - 2), move)
-                    y = _nb_transpose(y)
-                after[i, a] = y
-                rew[i, a] = r
-                if y == x:
-                    val[i, a] = np.float32(0.0)
-                    q[i, a] = -np.inf
-                else:
-                    v = _nb_value(y, lut, starts, seg, offsets, stage_exp, entries)
-                    val[i, a] = v
-                    q[i, a] = r + v
+                    vs[b, a] = _nb_sum(vals, k, per)
+                    k += per
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_q(boards, lut, starts, seg, offsets, stage_exp, entries, move, q, after, rew, val):
+        n = boards.shape[0]
+        size = BLOCK * 4 * 8 * offsets.shape[0]
+        for blk in _nb.prange((n + BLOCK - 1) // BLOCK):
+            lo = blk * BLOCK
+            m = min(n, lo + BLOCK) - lo
+            ys = np.empty((BLOCK, 4), dtype=np.uint64)
+            rs = np.empty((BLOCK, 4), dtype=np.float32)
+            vs = np.empty((BLOCK, 4), dtype=np.float32)
+            idx = np.empty(size, dtype=np.int64)
+            vals = np.empty(size, dtype=np.float32)
+            _nb_block_q(
+                boards, lo, m, lut, starts, seg, offsets, stage_exp, entries, move, ys, rs, vs,
+                idx, vals,
+            )  # fmt: skip
+            for b in range(m):
+                i = lo + b
+                for a in range(4):
+                    after[i, a] = ys[b, a]
+                    rew[i, a] = rs[b, a]
+                    if vs[b, a] == -np.inf:
+                        val[i, a] = np.float32(0.0)
+                        q[i, a] = -np.inf
+                    else:
+                        val[i, a] = vs[b, a]
+                        q[i, a] = rs[b, a] + vs[b, a]
 
     @_nb.njit(parallel=True, cache=True)
     def _nb_best(boards, lut, starts, seg, offsets, stage_exp, entries, move, act, after, rew, val):
-        for i in _nb.prange(boards.shape[0]):
-            x = boards[i]
-            t = _nb_transpose(x)
-            best_q = -np.inf
-            best_a, best_y, best_r, best_v = 0, x, np.float32(0.0), np.float32(0.0)
-            for a in range(4):
-                if a < 2:
-                    y, r = _nb_slide(x, 65536 * a, move)
-                else:
-                    y, r = _nb_slide(t, 65536 * (a - 2), move)
-                    y = _nb_transpose(y)
-                if y != x:
-                    v = _nb_value(y, lut, starts, seg, offsets, stage_exp, entries)
-                    q = r + v
-                    if q > best_q:
-                        best_q, best_a, best_y, best_r, best_v = q, a, y, r, v
-            act[i] = best_a
-            after[i] = best_y
-            rew[i] = best_r
-            val[i] = best_v
-
-    @_nb.njit(inline="always", cache=True)
-    def _nb_best_q(x, lut, starts, seg, offsets, stage_exp, entries, move):
-        """max over legal moves of r + V(afterstate); 0 when no move is legal."""
-        t = _nb_transpose(x)
-        best = -np.inf
-        for a in range(4):
-            if a < 2:
-                y, r = _nb_slide(x, 65536 * a, move)
-            else:
-                y, r = _nb_slide(t, 65536 * (a - 2), move)
-                y = _nb_transpose(y)
-            if y != x:
-                q = r + _nb_value(y, lut, starts, seg, offsets, stage_exp, entries)
-                if q > best:
-                    best = q
-        return np.float32(0.0) if best == -np.inf else np.float32(best)
+        n = boards.shape[0]
+        size = BLOCK * 4 * 8 * offsets.shape[0]
+        for blk in _nb.prange((n + BLOCK - 1) // BLOCK):
+            lo = blk * BLOCK
+            m = min(n, lo + BLOCK) - lo
+            ys = np.empty((BLOCK, 4), dtype=np.uint64)
+            rs = np.empty((BLOCK, 4), dtype=np.float32)
+            vs = np.empty((BLOCK, 4), dtype=np.float32)
+            idx = np.empty(size, dtype=np.int64)
+            vals = np.empty(size, dtype=np.float32)
+            _nb_block_q(
+                boards, lo, m, lut, starts, seg, offsets, stage_exp, entries, move, ys, rs, vs,
+                idx, vals,
+            )  # fmt: skip
+            for b in range(m):
+                i = lo + b
+                best_q = -np.inf
+                best_a, best_y, best_r, best_v = 0, boards[i], np.float32(0.0), np.float32(0.0)
+                for a in range(4):
+                    if vs[b, a] != -np.inf:
+                        qa = rs[b, a] + vs[b, a]
+                        if qa > best_q:
+                            best_q, best_a, best_y, best_r, best_v = (
+                                qa,
+                                a,
+                                ys[b, a],
+                                rs[b, a],
+                                vs[b, a],
+                            )
+                act[i] = best_a
+                after[i] = best_y
+                rew[i] = best_r
+                val[i] = best_v
 
     @_nb.njit(parallel=True, cache=True)
     def _nb_expectimax2(boards, lut, starts, seg, offsets, stage_exp, entries, move, q):
-        for i in _nb.prange(boards.shape[0]):
+        # Per board and move: the children (every empty cell x {2, 4}) valued as one block.
+        n = boards.shape[0]
+        kids = 32  # at most 2 tiles x 16 cells
+        size = kids * 4 * 8 * offsets.shape[0]
+        for i in _nb.prange(n):
+            children = np.empty(kids, dtype=np.uint64)
+            weights = np.empty(kids, dtype=np.float32)
+            ys = np.empty((kids, 4), dtype=np.uint64)
+            rs = np.empty((kids, 4), dtype=np.float32)
+            vs = np.empty((kids, 4), dtype=np.float32)
+            idx = np.empty(size, dtype=np.int64)
+            vals = np.empty(size, dtype=np.float32)
             x = boards[i]
             t = _nb_transpose(x)
             for a in range(4):
-                if a < 2:
-                    y, r = _nb_slide(x, 65536 * a, move)
-                else:
-                    y, r = _nb_slide(t, 65536 * (a - 2), move)
-                    y = _nb_transpose(y)
+                y, r = _nb_move(x, t, a, move)
                 if y == x:
                     q[i, a] = -np.inf
                     continue
@@ -723,54 +792,70 @@ if _nb is not None:
                 for c in range(16):
                     if (y >> _U(4 * c)) & _F == _U(0):
                         empty += 1
-                total = np.float32(0.0)
+                m = 0
                 for k in range(2):
                     tile = _U(k + 1)
                     w = np.float32(0.9 if k == 0 else 0.1) / np.float32(empty)
                     for c in range(16):
                         if (y >> _U(4 * c)) & _F == _U(0):
-                            child = y | (tile << _U(4 * c))
-                            best = _nb_best_q(
-                                child, lut, starts, seg, offsets, stage_exp, entries, move
-                            )
-                            total += best * w
+                            children[m] = y | (tile << _U(4 * c))
+                            weights[m] = w
+                            m += 1
+                _nb_block_q(
+                    children, 0, m, lut, starts, seg, offsets, stage_exp, entries, move, ys, rs,
+                    vs, idx, vals,
+                )  # fmt: skip
+                total = np.float32(0.0)
+                for b in range(m):
+                    best = -np.inf
+                    for c in range(4):
+                        if vs[b, c] != -np.inf:
+                            qc = rs[b, c] + vs[b, c]
+                            if qc > best:
+                                best = qc
+                    best = np.float32(0.0) if best == -np.inf else np.float32(best)
+                    total += best * weights[b]
                 q[i, a] = r + total
 
     @_nb.njit(parallel=True, cache=True)
     def _nb_values(boards, lut, starts, seg, offsets, stage_exp, entries, out):
-        for i in _nb.prange(boards.shape[0]):
-            out[i] = _nb_value(boards[i], lut, starts, seg, offsets, stage_exp, entries)
+        n = boards.shape[0]
+        per = 8 * offsets.shape[0]
+        for blk in _nb.prange((n + 4 * BLOCK - 1) // (4 * BLOCK)):
+            lo = blk * 4 * BLOCK
+            m = min(n, lo + 4 * BLOCK) - lo
+            idx = np.empty(4 * BLOCK * per, dtype=np.int64)
+            vals = np.empty(4 * BLOCK * per, dtype=np.float32)
+            k = 0
+            for b in range(m):
+                k = _nb_put_indices(
+                    boards[lo + b], starts, seg, offsets, stage_exp, entries, idx, k
+                )
+            _nb_gather(lut, idx, vals, k)
+            for b in range(m):
+                out[lo + b] = _nb_sum(vals, b * per, per)
 
     @_nb.njit(parallel=True, cache=True)
     def _nb_td(
         boards, target, rate, lut, counts, cap, starts, seg, offsets, stage_exp, entries, idx, delta
     ):
         n = boards.shape[0]
-        for i in _nb.prange(n):
-            x = boards[i]
-            so = _nb_stage_offset(x, stage_exp, entries)
-            t = _nb_transpose(x)
-            ub = _nb_flip_ud(x)
-            ut = _nb_flip_ud(t)
-            s1 = _nb_flip_lr(x)
-            s3 = _nb_flip_lr(ub)
-            s5 = _nb_flip_lr(t)
-            s7 = _nb_flip_lr(ut)
-            v = np.float32(0.0)
-            for j in range(offsets.shape[0]):
-                o = offsets[j] + so
-                k = 8 * j
-                idx[k, i] = o + _nb_index(x, j, starts, seg)
-                idx[k + 1, i] = o + _nb_index(s1, j, starts, seg)
-                idx[k + 2, i] = o + _nb_index(ub, j, starts, seg)
-                idx[k + 3, i] = o + _nb_index(s3, j, starts, seg)
-                idx[k + 4, i] = o + _nb_index(t, j, starts, seg)
-                idx[k + 5, i] = o + _nb_index(s5, j, starts, seg)
-                idx[k + 6, i] = o + _nb_index(ut, j, starts, seg)
-                idx[k + 7, i] = o + _nb_index(s7, j, starts, seg)
-                for s in range(8):
-                    v += lut[idx[k + s, i]]
-            delta[i] = target[i] - v
+        lookups = idx.shape[0]
+        rows = 4 * BLOCK
+        for blk in _nb.prange((n + rows - 1) // rows):  # the errors: indices, then lookups
+            lo = blk * rows
+            hi = min(n, lo + rows)
+            own = np.empty(rows * lookups, dtype=np.int64)
+            vals = np.empty(rows * lookups, dtype=np.float32)
+            k = 0
+            for i in range(lo, hi):
+                k = _nb_put_indices(boards[i], starts, seg, offsets, stage_exp, entries, own, k)
+            _nb_gather(lut, own, vals, k)
+            for i in range(lo, hi):
+                b = (i - lo) * lookups
+                delta[i] = target[i] - _nb_sum(vals, b, lookups)
+                for q in range(lookups):
+                    idx[q, i] = own[b + q]
         # Each tuple's table on one thread, boards in order: the order index_add_ uses.
         average = counts.shape[0] > 0
         for j in _nb.prange(offsets.shape[0]):
@@ -813,8 +898,13 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         """As many threads as torch uses, but one for a small batch (``work`` in boards' moves):
         a parallel launch costs 10-50 us on a quiet machine and milliseconds on a busy one,
         more than a few hundred boards' moves (the results are the same on any count)."""
-        many = max(1, min(torch.get_num_threads(), _nb.config.NUMBA_NUM_THREADS))
+        keep = torch.get_num_threads()
+        many = max(1, min(keep, _nb.config.NUMBA_NUM_THREADS))
         _nb.set_num_threads(1 if work < SERIAL_BELOW else many)
+        if torch.get_num_threads() != keep:
+            # numba's OpenMP pool and torch share libgomp: starting the pool (the first call)
+            # set torch's count to the pool's size, so a one-thread run went on with two.
+            torch.set_num_threads(keep)
 
     def q(lut, b):
         threads(b.shape[0])
