@@ -101,7 +101,7 @@ def test_checkpoint_seconds_zero_saves_after_every_update(tmp_path):
 
 def test_a_run_dir_with_a_config_but_no_checkpoint_resumes_as_a_fresh_start(tmp_path):
     run_dir = tmp_path / "run"
-    proc = renshu(*TRAIN, "--run-dir", str(run_dir), "--steps", "2048")
+    proc = renshu(*TRAIN, "--run-dir", str(run_dir), "--steps", "2048", "--eval-episodes", "4")
     # kill it as soon as the config is written (usually before the first update has ended);
     # whatever it reached, remove the checkpoint: the state of a run stopped before it
     wait_for(lambda: (run_dir / "config.json").is_file(), proc, "config.json")
@@ -119,3 +119,17 @@ def test_a_run_dir_with_a_config_but_no_checkpoint_resumes_as_a_fresh_start(tmp_
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert not [row for row in rows if row.startswith("999999,")]
     assert load_checkpoint(run_dir / LATEST)["algo_state"]["env_steps"] == summary["env_steps"]
+
+
+def test_a_ray_run_stops_on_sigterm_like_a_local_one(tmp_path):
+    """--backend ray runs the same loop: the learner finishes its update (the workers' batch),
+    saves and exits 143."""
+    pytest.importorskip("ray")
+    run_dir = tmp_path / "ray"
+    proc = _start(run_dir, "--backend", "ray", "--num-workers", "1")
+    proc.send_signal(signal.SIGTERM)
+    rc, out, err = finish(proc)
+    assert rc == 143, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert load_checkpoint(run_dir / LATEST)["runner"]["updates"] == summary["updates"]
