@@ -20,7 +20,7 @@ from renshu.runner.logging import read_csv
 
 pytestmark = pytest.mark.long
 
-# DQN on CartPole with a large replay memory (about 19 MB per checkpoint) saved after every
+# DQN on CartPole with a large replay memory (about 12 MB per checkpoint) saved after every
 # update: the process spends most of its time in checkpoint writes.
 TRAIN = ("train", "dqn", "cartpole", "--steps", "6000", "--no-progress", "--threads", "1",
          "--animation", "false", "--checkpoint-seconds", "0", "--buffer-size", "300000",
