@@ -561,8 +561,18 @@ def main(argv: list[str] | None = None) -> dict:
     algos: list[Result] = []
     rand = None
     try:
-        results = run_all(one, [(c, f"config-{c.name}") for c in args.configs], args)
-        for config, r in zip(args.configs, results, strict=True):
+        # One list of runs (configurations, then algorithms), so that --concurrent keeps every
+        # core busy; PPO's --algos row is the preset= configuration's run when there is one.
+        has_preset = any(c.name == "preset" and not c.flags for c in args.configs)
+        jobs = [(c, f"config-{c.name}") for c in args.configs]
+        for algo in args.algos:
+            if algo != "ppo" or not has_preset:
+                note = "" if algo in presets else "no 2048 preset: the algorithm's defaults"
+                jobs.append((Config(algo, algo, [], note), f"algo-{algo}"))
+        results = run_all(one, jobs, args)
+        by_label = dict(zip([label for _, label in jobs], results, strict=True))
+        for config in args.configs:
+            r = by_label[f"config-{config.name}"]
             if r is None:
                 continue
             if args.split_updates:
@@ -570,15 +580,8 @@ def main(argv: list[str] | None = None) -> dict:
                 r.split = run_split(config, args.split_updates, args.seed)
             configs.append(r)
         same = [r for r in configs if r.name == "preset" and not r.flags]
-        jobs = []
         for algo in args.algos:
-            if algo == "ppo" and same:  # the preset= row is PPO on its preset
-                continue
-            note = "" if algo in presets else "no 2048 preset: the algorithm's defaults"
-            jobs.append((Config(algo, algo, [], note), f"algo-{algo}"))
-        ran = dict(zip([c.algo for c, _ in jobs], run_all(one, jobs, args), strict=True))
-        for algo in args.algos:
-            r = same[0] if algo == "ppo" and same else ran[algo]
+            r = same[0] if algo == "ppo" and same else by_label.get(f"algo-{algo}")
             if r is not None:
                 algos.append(r)
         if games:
