@@ -388,7 +388,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     env = make_eval_env(spec, args.episodes, algo.device)
     stats = evaluate(act, env, args.episodes, seed=args.seed)
     result = summarize(stats, spec.env_spec)
-    name = spec.algo if args.stochastic else f"{spec.algo} (greedy)"
+    if args.stochastic:
+        name = spec.algo
+    else:  # greedy, or the env's protocol (Atari: "dqn (epsilon-greedy 0.05)", "ppo (sampled)")
+        from renshu.runner.evaluate import eval_policy
+
+        name = f"{spec.algo} ({eval_policy(algo, spec.env_spec, spec.seed)[1]})"
     if search is not None:
         name = f"{spec.algo} ({search.name} {search.depth})"
         result["search"] = {"name": search.name, "depth": search.depth, "cutoff": search.cutoff}

@@ -138,5 +138,7 @@ def test_eval_policy_follows_the_env_protocol(tmp_path, capsys):
     assert (run_dir / LATEST).is_file()
     algo, spec = load_trained(run_dir)
     assert eval_policy(algo, spec.env_spec, 0)[1] == "epsilon-greedy 0.05"
+    out = _train(capsys, "eval", run_dir, "--episodes", "2", "--checkpoint", "latest").out
+    assert "dqn (epsilon-greedy 0.05)" in out
     ppo = get_algorithm("ppo")
     assert not ppo.value_based
