@@ -851,6 +851,17 @@ def build_parser(train_algo: str | None = "ppo") -> argparse.ArgumentParser:
     return parser
 
 
+def _error_text(e: BaseException) -> str:
+    """The one line of an error: renshu's own message, or for an OS error on a path the user
+    gave (a folder that cannot be made, a file that cannot be read) the path and the reason."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        import errno
+
+        code = errno.errorcode.get(e.errno or 0, "")
+        return f"{os.fsdecode(e.filename)}: {e.strerror}" + (f" ({code})" if code else "")
+    return str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     from renshu.errors import (
         CheckpointError,
@@ -870,12 +881,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (
         ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, ConnectionError,
-        MemoryError, NonFiniteLossError, CheckpointError, WriteError, RunInUseError,
+        MemoryError, NonFiniteLossError, CheckpointError, WriteError, RunInUseError, OSError,
     ) as e:  # fmt: skip
         # Errors a user can cause get one clear line, not a traceback (RENSHU_DEBUG=1 shows it).
         if os.environ.get("RENSHU_DEBUG"):
             raise
-        print(f"renshu {args.command}: error: {e}", file=sys.stderr)
+        print(f"renshu {args.command}: error: {_error_text(e)}", file=sys.stderr)
         return 2
     except StopSignal as e:  # a second SIGINT/SIGTERM/SIGHUP: stopped at once
         return e.exit_status

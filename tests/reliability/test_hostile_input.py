@@ -218,3 +218,28 @@ def test_unwritable_outputs_are_one_line(sinks, run_dir, tmp_path, monkeypatch):
         assert f"renshu record: error: cannot write {out}:" in err
     assert renshu.runner.evaluate.evaluate.__name__ == "evaluate"
     assert os.path.isfile(tmp_path / "missing" / "x.gif")
+    outcome, code, err = _call(["plot", str(run_dir), "--out", "/sys/x.png"])
+    assert code == 2 and "Traceback" not in err, err
+    assert "renshu plot: error: cannot write /sys/x.png:" in err
+    # a tuning directory that cannot be made: one line naming it, before any trial runs
+    spec = tmp_path / "tune.toml"
+    spec.write_text(TUNE_SPEC)
+    for out, reason in [("/proc/renshu/x", "/proc/renshu: No such file or directory"),
+                        ("/dev/null/x", "/dev/null/x: Not a directory (ENOTDIR)"),
+                        ("/sys/x", "/sys/x: ")]:  # fmt: skip
+        outcome, code, err = _call(["tune", str(spec), "--out", out])
+        assert code == 2 and "Traceback" not in err, err
+        assert err.startswith(f"renshu tune: error: {reason}"), err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+TUNE_SPEC = """
+algo = "ppo"
+env = "cartpole"
+search = "optuna"
+trials = 1
+[run]
+steps = 256
+[params]
+learning_rate = { low = 1e-4, high = 1e-2, log = true }
+"""
