@@ -127,6 +127,8 @@ def _play_hint(run: str, spec, search):
     from renshu.runner.hint import hint_from_run
     from renshu.runner.milestones import load_agent
 
+    if not os.path.isdir(run):
+        raise ValueError(f"--hint {run}: no such run directory")
     algo, run_spec, _ = load_agent(run, device="cpu")
     if run_spec.env != spec.name:
         raise ValueError(f"--hint {run}: that run plays {run_spec.env}, not {spec.name}")
@@ -381,6 +383,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--stochastic samples the policy; --search plays its best searched move")
     if args.compare_greedy and search is None:
         raise ValueError("--compare-greedy goes with --search (the run's own greedy play beside)")
+    for other_run in args.compare:  # before any work
+        if not os.path.isdir(other_run):
+            raise ValueError(f"--compare {other_run}: no such run directory")
     algo, spec, loaded = load_agent(args.run, args.checkpoint, device=args.device)
     print(loaded.describe(), file=sys.stderr if args.json else sys.stdout)
     _use_run_threads(spec)
@@ -492,7 +497,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.algo is not None and policy != "untrained":
         raise ValueError("--algo picks the agent of --policy untrained")
     search = _search_flags(args)
-    if search is not None and (args.timelapse or (run is None and policy != "untrained")):
+    if search is not None and args.timelapse:
+        raise ValueError("--search records one agent's searched moves; not with --timelapse")
+    if search is not None and run is None and policy != "untrained":
         raise ValueError("--search plays a RUN's (or --policy untrained's) searched moves")
     commentary = _record_commentator(args)
     play = {"max_steps": args.max_steps, "fps": args.fps, "explain": commentary}

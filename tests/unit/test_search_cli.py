@@ -262,7 +262,11 @@ def test_bad_search_flags_of_record_and_play(ntuple_run, capsys, tmp_path):
     code, _, err = run_cli(capsys, "play", "--search", "expectimax")
     assert_clear_error(code, err, "--search goes with --hint RUN")
     code, _, err = run_cli(capsys, "play", "--hint", tmp_path / "missing")
-    assert code == 2 and "Traceback" not in err
+    assert_clear_error(code, err, "--hint", "no such run directory")
+    code, _, err = run_cli(capsys, "eval", ntuple_run, "--compare", tmp_path / "missing")
+    assert_clear_error(code, err, "--compare", "no such run directory")
+    code, _, err = run_cli(capsys, "record", ntuple_run, "--timelapse", "--search", "expectimax")
+    assert_clear_error(code, err, "not with --timelapse")
     code, _, err = run_cli(capsys, "play", "--hint", ntuple_run, "--search", "expectimax",
                            "--depth", "9")  # fmt: skip
     assert_clear_error(code, err, "--depth must be one of 1, 2, 3")
