@@ -1,8 +1,8 @@
-"""Fault injection: a training process killed with SIGKILL at random (seeded) moments, most of
-them inside checkpoint writes, many times over; every time the latest checkpoint loads and the
-run resumed from it goes on, and in the end finishes. The same with SIGTERM, checking that no
-update's work is lost: the checkpoint a stopped run leaves holds every update it logged, and
-the resumed run continues from exactly there."""
+"""Fault injection: a training process killed with SIGKILL at random (seeded) moments, at least
+half of them inside checkpoint writes (checked), many times over; every time the latest
+checkpoint loads and the run resumed from it goes on, and in the end finishes. The same with
+SIGTERM, checking that no update's work is lost: the checkpoint a stopped run leaves holds every
+update it logged, and the resumed run continues from exactly there."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from renshu.runner.logging import read_csv
 pytestmark = pytest.mark.long
 
 # DQN on CartPole with a large replay memory (about 12 MB per checkpoint) saved after every
-# update: the process spends most of its time in checkpoint writes.
+# update: a good part of the process's time goes to checkpoint writes.
 TRAIN = ("train", "dqn", "cartpole", "--steps", "6000", "--no-progress", "--threads", "1",
          "--animation", "false", "--checkpoint-seconds", "0", "--buffer-size", "300000",
          "--train-freq", "32", "--gradient-steps", "4", "--learning-starts", "256",
