@@ -688,7 +688,7 @@ def _add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="play with a search at each move (ntuple runs: expectimax)")  # fmt: skip
     p.add_argument("--depth", type=int, default=None, metavar="D",
                    help="search depth 1-3 (default 2; 1 is the greedy move; depth 2 expands "
-                   "every tile that can appear, depth 3 is about 50x slower again)")  # fmt: skip
+                   "every tile that can appear, depth 3 is about 40x slower again)")  # fmt: skip
     p.add_argument("--cutoff", type=float, default=None, metavar="P",
                    help="value chance nodes reached with a probability below P by the network "
                    "instead of expanding them (default 0: exact; speeds up depth 3)")  # fmt: skip

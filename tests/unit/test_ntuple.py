@@ -484,6 +484,23 @@ def test_fused_depth_2_kernel_matches_the_tensor_search():
     assert torch.allclose(got[finite], want[finite], rtol=1e-5, atol=1e-3)
 
 
+@needs_numba
+@pytest.mark.parametrize("cutoff", [0.0, 0.05, 0.99])
+def test_fused_depth_3_kernel_matches_the_tensor_search(cutoff):
+    lay = nt.layout("0,1,2,3;0,1,4,5")
+    lut = integer_table(lay, seed=13) / 8
+    bk = backend(lay, "numba")
+    boards = played_boards(3, 80, seed=14)[-6:]
+    q_fn, v_fn = (lambda b: bk.q(lut, b)[0]), (lambda b: bk.value(lut, b))
+    want = nt.expectimax_q(boards, 3, q_fn, v_fn, cutoff, max_nodes=1 << 16)
+    got = bk.expectimax3(lut, boards, cutoff)
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    finite = torch.isfinite(want)
+    assert torch.allclose(got[finite], want[finite], rtol=1e-5, atol=1e-2)
+    if cutoff == 0.99:  # every second chance level cut: depth 2
+        assert torch.allclose(got[finite], bk.expectimax2(lut, boards)[finite], rtol=1e-6)
+
+
 def test_expectimax_depth_3_and_cutoff():
     lay = nt.layout("0,1,2,3;0,1,4,5")
     lut = integer_table(lay, seed=13) / 8

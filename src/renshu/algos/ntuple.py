@@ -232,8 +232,12 @@ class NTuple(Algorithm):
         if not (math.isfinite(cutoff) and 0 <= cutoff < 1):
             raise ValueError(f"search cutoff must lie in [0, 1), got {cutoff!r}")
         boards = self._boards(obs)
-        if depth == 2 and cutoff == 0 and self.backend.expectimax2 is not None:
-            q = self.backend.expectimax2(self.tables, boards)  # one compiled pass per board
+        if depth == 2 and self.backend.expectimax2 is not None:
+            # one compiled pass per board (a cut-off below 1 never cuts at depth 2: the only
+            # chance nodes are the root's afterstates, reached with probability 1)
+            q = self.backend.expectimax2(self.tables, boards)
+        elif depth == 3 and self.backend.expectimax3 is not None:
+            q = self.backend.expectimax3(self.tables, boards, cutoff)
         else:
             q = self._search(boards, depth, cutoff)
         if mask is not None:

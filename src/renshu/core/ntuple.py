@@ -504,6 +504,8 @@ class Backend:
     update: Callable
     expectimax2: Callable | None = None
     """a fused depth-2 expectimax ``(lut, boards) -> q [M, 4]`` when the backend has one"""
+    expectimax3: Callable | None = None
+    """a fused depth-3 expectimax ``(lut, boards, cutoff) -> q [M, 4]`` when it has one"""
 
 
 def torch_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
@@ -767,18 +769,57 @@ if _nb is not None:
                 rew[i] = best_r
                 val[i] = best_v
 
+    @_nb.njit(inline="always", cache=True)
+    def _nb_children(y, children, weights):
+        """Every board a new tile makes from afterstate ``y`` (each empty cell x {2, 4}, the
+        2s first) with its probability; returns how many."""
+        empty = 0
+        for c in range(16):
+            if (y >> _U(4 * c)) & _F == _U(0):
+                empty += 1
+        m = 0
+        for k in range(2):
+            tile = _U(k + 1)
+            w = np.float32(0.9 if k == 0 else 0.1) / np.float32(empty)
+            for c in range(16):
+                if (y >> _U(4 * c)) & _F == _U(0):
+                    children[m] = y | (tile << _U(4 * c))
+                    weights[m] = w
+                    m += 1
+        return m
+
+    @_nb.njit(inline="always", cache=True)
+    def _nb_expected_best(
+        y, lut, starts, seg, offsets, stage_exp, entries, move, kids, weights, ys, rs, vs, idx,
+        vals,
+    ):  # fmt: skip
+        """E over the new tile of the best ``r + V`` after it, from afterstate ``y`` (a best
+        of 0 where no move is left); its children valued as one block."""
+        m = _nb_children(y, kids, weights)
+        _nb_block_q(kids, 0, m, lut, starts, seg, offsets, stage_exp, entries, move, ys, rs, vs,
+                    idx, vals)  # fmt: skip
+        total = np.float32(0.0)
+        for b in range(m):
+            best = -np.inf
+            for c in range(4):
+                if vs[b, c] != -np.inf:
+                    qc = rs[b, c] + vs[b, c]
+                    if qc > best:
+                        best = qc
+            best = np.float32(0.0) if best == -np.inf else np.float32(best)
+            total += best * weights[b]
+        return total
+
     @_nb.njit(parallel=True, cache=True)
     def _nb_expectimax2(boards, lut, starts, seg, offsets, stage_exp, entries, move, q):
-        # Per board and move: the children (every empty cell x {2, 4}) valued as one block.
         n = boards.shape[0]
-        kids = 32  # at most 2 tiles x 16 cells
-        size = kids * 4 * 8 * offsets.shape[0]
+        size = 32 * 4 * 8 * offsets.shape[0]  # at most 2 tiles x 16 cells children
         for i in _nb.prange(n):
-            children = np.empty(kids, dtype=np.uint64)
-            weights = np.empty(kids, dtype=np.float32)
-            ys = np.empty((kids, 4), dtype=np.uint64)
-            rs = np.empty((kids, 4), dtype=np.float32)
-            vs = np.empty((kids, 4), dtype=np.float32)
+            kids = np.empty(32, dtype=np.uint64)
+            weights = np.empty(32, dtype=np.float32)
+            ys = np.empty((32, 4), dtype=np.uint64)
+            rs = np.empty((32, 4), dtype=np.float32)
+            vs = np.empty((32, 4), dtype=np.float32)
             idx = np.empty(size, dtype=np.int64)
             vals = np.empty(size, dtype=np.float32)
             x = boards[i]
@@ -787,34 +828,60 @@ if _nb is not None:
                 y, r = _nb_move(x, t, a, move)
                 if y == x:
                     q[i, a] = -np.inf
+                else:
+                    q[i, a] = r + _nb_expected_best(
+                        y, lut, starts, seg, offsets, stage_exp, entries, move, kids, weights,
+                        ys, rs, vs, idx, vals,
+                    )  # fmt: skip
+
+    @_nb.njit(parallel=True, cache=True)
+    def _nb_expectimax3(boards, lut, starts, seg, offsets, stage_exp, entries, move, cutoff, q):
+        # Depth 3: a move's children are one block; each child's moves then go a level deeper
+        # (_nb_expected_best), unless the child's probability is below the cut-off, where the
+        # network's value of its afterstates stands in (as expectimax_q does).
+        n = boards.shape[0]
+        size = 32 * 4 * 8 * offsets.shape[0]
+        for i in _nb.prange(n):
+            kids = np.empty(32, dtype=np.uint64)
+            weights = np.empty(32, dtype=np.float32)
+            ys = np.empty((32, 4), dtype=np.uint64)
+            rs = np.empty((32, 4), dtype=np.float32)
+            vs = np.empty((32, 4), dtype=np.float32)
+            idx = np.empty(size, dtype=np.int64)
+            vals = np.empty(size, dtype=np.float32)
+            kids2 = np.empty(32, dtype=np.uint64)
+            weights2 = np.empty(32, dtype=np.float32)
+            ys2 = np.empty((32, 4), dtype=np.uint64)
+            rs2 = np.empty((32, 4), dtype=np.float32)
+            vs2 = np.empty((32, 4), dtype=np.float32)
+            x = boards[i]
+            t = _nb_transpose(x)
+            for a in range(4):
+                y, r = _nb_move(x, t, a, move)
+                if y == x:
+                    q[i, a] = -np.inf
                     continue
-                empty = 0
-                for c in range(16):
-                    if (y >> _U(4 * c)) & _F == _U(0):
-                        empty += 1
-                m = 0
-                for k in range(2):
-                    tile = _U(k + 1)
-                    w = np.float32(0.9 if k == 0 else 0.1) / np.float32(empty)
-                    for c in range(16):
-                        if (y >> _U(4 * c)) & _F == _U(0):
-                            children[m] = y | (tile << _U(4 * c))
-                            weights[m] = w
-                            m += 1
-                _nb_block_q(
-                    children, 0, m, lut, starts, seg, offsets, stage_exp, entries, move, ys, rs,
-                    vs, idx, vals,
-                )  # fmt: skip
+                m = _nb_children(y, kids, weights)
+                _nb_block_q(kids, 0, m, lut, starts, seg, offsets, stage_exp, entries, move, ys,
+                            rs, vs, idx, vals)  # fmt: skip
                 total = np.float32(0.0)
-                for b in range(m):
+                for c in range(m):
+                    w = weights[c]
                     best = -np.inf
-                    for c in range(4):
-                        if vs[b, c] != -np.inf:
-                            qc = rs[b, c] + vs[b, c]
-                            if qc > best:
-                                best = qc
+                    for b in range(4):
+                        if vs[c, b] == -np.inf:
+                            continue
+                        if w < cutoff:
+                            val = rs[c, b] + vs[c, b]
+                        else:
+                            val = rs[c, b] + _nb_expected_best(
+                                ys[c, b], lut, starts, seg, offsets, stage_exp, entries, move,
+                                kids2, weights2, ys2, rs2, vs2, idx, vals,
+                            )  # fmt: skip
+                        if val > best:
+                            best = val
                     best = np.float32(0.0) if best == -np.inf else np.float32(best)
-                    total += best * weights[b]
+                    total += best * w
                 q[i, a] = r + total
 
     @_nb.njit(parallel=True, cache=True)
@@ -940,6 +1007,15 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         )
         return out
 
+    def expectimax3(lut, b, cutoff=0.0):
+        threads(4096 * b.shape[0])
+        out = torch.empty((b.shape[0], 4), dtype=torch.float32)
+        _nb_expectimax3(
+            _u64(b), lut.numpy(), starts, seg, offsets, stage_exp, entries, move,
+            np.float32(cutoff), out.numpy(),
+        )  # fmt: skip
+        return out
+
     def value(lut, b):
         threads(b.numel() // 4)
         flat = b.reshape(-1)
@@ -963,7 +1039,10 @@ def numba_backend(lay: TupleLayout, stage_tile: int | None = None) -> Backend:
         )  # fmt: skip
         return delta
 
-    return Backend("numba", q=q, best=best, value=value, update=update, expectimax2=expectimax2)
+    return Backend(
+        "numba", q=q, best=best, value=value, update=update, expectimax2=expectimax2,
+        expectimax3=expectimax3,
+    )  # fmt: skip
 
 
 __all__ = [
