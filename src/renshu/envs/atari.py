@@ -186,6 +186,25 @@ class AtariEnv(TensorEnv):
         seed = check_seed(seed)
         if seed is None and not self._started:
             seed = self._seed
+        return self._reset(seed)
+
+    def reset_groups(
+        self, group_size: int, seed: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Every block of ``group_size`` consecutive games starts from one state: the games of a
+        block get one seed (ALE's start, no-op count and sticky-action draws follow it), the
+        blocks ``seed``, ``seed + 1``, ...; then identical actions give identical games."""
+        if not isinstance(group_size, int) or group_size < 1 or self.num_envs % group_size:
+            raise ValueError(
+                f"group_size must be a positive divisor of num_envs {self.num_envs}, "
+                f"got {group_size!r}"
+            )
+        seed = check_seed(seed)
+        base = (self._seed or 0) if seed is None else seed
+        blocks = np.arange(self.num_envs // group_size, dtype=np.int64) + base
+        return self._reset(np.repeat(blocks, group_size))
+
+    def _reset(self, seed) -> tuple[torch.Tensor, dict[str, Any]]:
         obs, info = self.venv.reset(seed=seed)
         self._started = True
         self._tally.reset()

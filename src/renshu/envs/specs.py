@@ -147,6 +147,9 @@ class EvalSpec:
     min_interval: int | None = None
     """fewest env steps between periodic evaluations (default: a tenth of the budget, but not
     fewer than this; ``--eval-every`` overrides)"""
+    animation_steps: int = 2000
+    """most steps of the episode.gif and timelapse.gif written at the end of a run (a longer
+    episode is cut there; ``renshu record`` takes ``--max-steps``)"""
 
 
 MAX_EPISODE_STEPS = EnvOption(
@@ -430,7 +433,7 @@ _V4 = re.compile(r"(?P<game>[A-Za-z0-9]+?)(?P<nf>NoFrameskip)?-v4")
 
 
 ATARI_EVAL = EvalSpec(episodes=10, max_episode_steps=27_000, epsilon=0.05, sample_policy=True,
-                      min_interval=62_500)  # fmt: skip
+                      min_interval=62_500, animation_steps=500)  # fmt: skip
 
 
 def _atari_options(sticky: float) -> tuple[EnvOption, ...]:

@@ -375,10 +375,11 @@ class Trainer:
 
         plot_learning_curve(self.run_dir)
         if self.spec.animation:
+            steps = self.spec.env_spec.eval.animation_steps  # (Atari: the first 500 steps)
             from renshu.runner.record import record_episode
 
             try:
-                record_episode(self.algo, self.spec, self.run_dir / "episode.gif")
+                record_episode(self.algo, self.spec, self.run_dir / "episode.gif", max_steps=steps)
             except ImportError as e:  # a Gymnasium env whose renderer needs an extra package
                 print(f"episode.gif skipped: {e}", file=sys.stderr)
             from renshu.runner.milestones import list_milestones, write_timelapse
@@ -388,7 +389,7 @@ class Trainer:
                       f"renshu record {self.run_dir} --timelapse", file=sys.stderr)  # fmt: skip
             elif len(list_milestones(self.run_dir)) > 1:  # the milestones side by side
                 try:
-                    write_timelapse(self.run_dir)
+                    write_timelapse(self.run_dir, max_steps=steps)
                 except ImportError as e:
                     print(f"timelapse.gif skipped: {e}", file=sys.stderr)
 

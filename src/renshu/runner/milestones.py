@@ -225,20 +225,29 @@ class Loaded:
         return text
 
 
-def acting_agent(spec, values: dict, device="cpu", encoder=None):
+def acting_agent(spec, values: dict, device="cpu", encoder=None, env=None):
     """A collecting copy (``learner=False``) of run ``spec``'s algorithm with its config
     ``values``, on CPU by default: what recordings and the timelapse act with (``encoder``:
-    the run's encoder, for a run trained with one; several agents may share it)."""
+    the run's encoder, for a run trained with one; several agents may share it, and an
+    ``env`` made by :func:`agent_env`, which the agents only read their shapes from)."""
     from renshu import algos
-    from renshu.envs.registry import make_env
     from renshu.runner.run import algo_config, network_kwargs
 
     cls = algos.get_algorithm(spec.algo)
     config = algo_config(spec, values)
-    env = make_env(spec.env, num_envs=config.num_envs, device=device, seed=spec.seed,
-                   **spec.env_options)  # fmt: skip
+    env = agent_env(spec, values, device) if env is None else env
     return cls(env, config, seed=spec.seed, learner=False, encoder=encoder,
                **network_kwargs(spec))  # fmt: skip
+
+
+def agent_env(spec, values: dict, device="cpu"):
+    """The env an acting agent of run ``spec`` is built on (its config's env count)."""
+    from renshu.envs.registry import make_env
+    from renshu.runner.run import algo_config
+
+    num_envs = algo_config(spec, values).num_envs
+    return make_env(spec.env, num_envs=num_envs, device=device, seed=spec.seed,
+                    **spec.env_options)  # fmt: skip
 
 
 def _load_acting(algo, data: dict, path: Path) -> None:
@@ -407,12 +416,16 @@ def _timelapse(run_dir, spec, values, milestones, out, seed, max_frames, max_ste
     from renshu.viz.animation import save_animation
     from renshu.viz.timelapse import timelapse_frames
 
-    encoder = make_run_encoder(spec)  # (one, shared by the agents)
+    encoder = make_run_encoder(spec)  # (one, shared by the agents, as is the env they read)
     agents = []
-    for _, path in milestones:
-        agent = acting_agent(spec, values, encoder=encoder)
-        _load_acting(agent, load_checkpoint(path), path)
-        agents.append(agent)
+    shapes = agent_env(spec, values)
+    try:
+        for _, path in milestones:
+            agent = acting_agent(spec, values, encoder=encoder, env=shapes)
+            _load_acting(agent, load_checkpoint(path), path)
+            agents.append(agent)
+    finally:
+        shapes.close()
     score = "score" if "score" in spec.env_spec.extras else "return"
     budget = spec.total_steps()
     played = _play_together(spec, agents, seed, max_steps)
