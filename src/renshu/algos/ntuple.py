@@ -41,6 +41,7 @@ from renshu.algos.base import Algorithm
 from renshu.config import check
 from renshu.core import ntuple as nt
 from renshu.core.schedules import linear
+from renshu.envs.base import FunctionalEnv
 from renshu.envs.game2048 import MAX_EXPONENT, Game2048, board_from_exponents
 
 
@@ -129,7 +130,7 @@ _BATCH_FIELDS = ("after", "reward", "value", "terminated", "truncated")
 
 
 def _check_env(env) -> None:
-    game = getattr(env, "game", None)
+    game = env.game if isinstance(env, FunctionalEnv) else None
     if not isinstance(game, Game2048) or game.obs != "exponent":
         got = repr(game) if isinstance(game, Game2048) else type(env).__name__
         raise ValueError(

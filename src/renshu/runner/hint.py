@@ -33,11 +33,12 @@ def hint_from_run(algo, spec, search=None) -> HintFn:
     ``spec``'s agent, loaded); ``search`` (:class:`~renshu.runner.search.Search`) uses its
     play-time search instead of the greedy move. A ValueError when the run does not play the
     game the terminal does."""
+    from renshu.envs.base import FunctionalEnv
     from renshu.envs.game2048 import Game2048
     from renshu.envs.registry import make_env
 
     env = make_env(spec.env_spec, num_envs=1, seed=0, **spec.env_options)
-    game = getattr(env, "game", None)
+    game = env.game if isinstance(env, FunctionalEnv) else None
     env.close()
     if not isinstance(game, Game2048):
         raise ValueError(f"--hint takes a run trained on game2048; this run plays {spec.env}")
