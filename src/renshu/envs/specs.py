@@ -433,7 +433,7 @@ _V4 = re.compile(r"(?P<game>[A-Za-z0-9]+?)(?P<nf>NoFrameskip)?-v4")
 
 
 ATARI_EVAL = EvalSpec(episodes=10, max_episode_steps=27_000, epsilon=0.05, sample_policy=True,
-                      min_interval=62_500, animation_steps=500)  # fmt: skip
+                      min_interval=62_500, animation_steps=300)  # fmt: skip
 
 
 def _atari_options(sticky: float) -> tuple[EnvOption, ...]:

@@ -375,7 +375,7 @@ class Trainer:
 
         plot_learning_curve(self.run_dir)
         if self.spec.animation:
-            steps = self.spec.env_spec.eval.animation_steps  # (Atari: the first 500 steps)
+            steps = self.spec.env_spec.eval.animation_steps  # (Atari: the first 300 steps)
             from renshu.runner.record import record_episode
 
             try:

@@ -240,12 +240,13 @@ def acting_agent(spec, values: dict, device="cpu", encoder=None, env=None):
                **network_kwargs(spec))  # fmt: skip
 
 
-def agent_env(spec, values: dict, device="cpu"):
-    """The env an acting agent of run ``spec`` is built on (its config's env count)."""
+def agent_env(spec, values: dict, device="cpu", num_envs: int | None = None):
+    """The env an acting agent of run ``spec`` is built on (its config's env count unless
+    ``num_envs``: an acting copy only reads the env's spaces, as a Ray worker's share does)."""
     from renshu.envs.registry import make_env
     from renshu.runner.run import algo_config
 
-    num_envs = algo_config(spec, values).num_envs
+    num_envs = algo_config(spec, values).num_envs if num_envs is None else num_envs
     return make_env(spec.env, num_envs=num_envs, device=device, seed=spec.seed,
                     **spec.env_options)  # fmt: skip
 
@@ -418,7 +419,7 @@ def _timelapse(run_dir, spec, values, milestones, out, seed, max_frames, max_ste
 
     encoder = make_run_encoder(spec)  # (one, shared by the agents, as is the env they read)
     agents = []
-    shapes = agent_env(spec, values)
+    shapes = agent_env(spec, values, num_envs=1)
     try:
         for _, path in milestones:
             agent = acting_agent(spec, values, encoder=encoder, env=shapes)
