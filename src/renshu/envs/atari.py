@@ -188,6 +188,8 @@ class AtariEnv(TensorEnv):
             seed = self._seed
         return self._reset(seed)
 
+    supports_groups = True  # (reset_groups: a block of games on one seed)
+
     def reset_groups(
         self, group_size: int, seed: int | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
