@@ -235,3 +235,19 @@ def check_network(hidden: tuple[int, ...], activation: str) -> None:
         hidden,
     )
     check(activation in ("tanh", "relu"), "activation", "tanh or relu", activation)
+
+
+def read_toml(path, kind: str) -> dict:
+    """A TOML file as a dict (``kind``, e.g. "sweep file", names it in errors): a file that cannot
+    be read is a FileNotFoundError, bad TOML a ValueError, each one line with the path."""
+    from pathlib import Path
+
+    import tomllib
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FileNotFoundError(f"cannot read {kind} {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{kind} {path}: {e}") from None

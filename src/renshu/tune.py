@@ -260,20 +260,13 @@ def _sweep_names(path: Path, data: dict) -> dict:
 
 def load_spec(path: str | Path) -> TuneSpec:
     """Read and check a tuning file; every error is a ValueError naming the key at fault."""
-    import tomllib
-
     from renshu.algos import get_algorithm
-    from renshu.config import coerce
+    from renshu.config import coerce, read_toml
     from renshu.envs.specs import resolve
     from renshu.runner import RunSpec
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise FileNotFoundError(f"cannot read tuning file {path}: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"tuning file {path}: {e}") from None
+    data = read_toml(path, "tuning file")
     data = _sweep_names(path, data)
     unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:

@@ -111,20 +111,13 @@ def _check_distribution(name: str, dist: Any) -> None:
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a sweep file; unknown names raise a ValueError listing the valid ones."""
-    import tomllib
-
     from renshu.algos import get_algorithm
-    from renshu.config import coerce
+    from renshu.config import coerce, read_toml
     from renshu.envs.specs import resolve
     from renshu.runner import RunSpec
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise FileNotFoundError(f"cannot read sweep file {path}: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"sweep file {path}: {e}") from None
+    data = read_toml(path, "sweep file")
     unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:
         raise ValueError(
